@@ -1,0 +1,16 @@
+"""Alembic environment: the engine comes from monitor (attributes) or MONITOR_DATABASE_URL."""
+
+from alembic import context
+
+from monitor.config import Settings
+from monitor.store.db import make_engine
+from monitor.store.models import Base
+
+config = context.config
+engine = config.attributes.get("engine") or make_engine(Settings().database_url)
+
+with engine.connect() as connection:
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()

@@ -1,0 +1,305 @@
+"""The composition root and command line: builds settings, store, HTTP client, embedder and scorers."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import signal
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.classify import Document, TopicScorer
+from monitor.config import Config, ConfigError, FeedSpec, Settings, load_config
+from monitor.domain import FeedOutcome
+from monitor.embed import SentenceTransformerEmbedder
+from monitor.export import write_atom, write_csv, write_jsonl
+from monitor.fetch import Fetcher, build_client
+from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.scheduler import build_scheduler, serve_forever
+from monitor.store import repository as repo
+from monitor.store.db import make_engine, session_factory, upgrade
+
+log = logging.getLogger("monitor")
+app = typer.Typer(help="Media monitoring of bans of Chinese surveillance technology.", no_args_is_help=True)
+err = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "apscheduler", "trafilatura", "htmldate", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@dataclass
+class App:
+    settings: Settings
+    config: Config
+    sessions: sessionmaker[Session]
+
+
+def _load(config_path: Path | None, *, verbose: bool = False) -> App:
+    _setup_logging(verbose)
+    settings = Settings()
+    if config_path is not None:
+        settings = settings.model_copy(update={"config": config_path})
+    try:
+        config = load_config(settings.config)
+    except ConfigError as exc:
+        typer.echo(f"error in configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    return App(settings, config, session_factory(engine))
+
+
+def _scorers(config: Config, embedder) -> list[TopicScorer]:
+    return [TopicScorer(topic, embedder) for topic in config.topics]
+
+
+@contextmanager
+def _deps(app: App, settings: Settings | None = None):
+    settings = settings or app.settings
+    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    with build_client(settings) as client:
+        yield Deps(
+            settings=settings,
+            sessions=app.sessions,
+            fetcher=Fetcher.from_settings(client, settings),
+            embedder=embedder,
+            scorers=_scorers(app.config, embedder),
+        )
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, _frame):
+        log.info("received %s: finishing the work in hand", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) -> list[FeedOutcome]:
+    if not err.is_terminal:
+
+        def report(outcome: FeedOutcome) -> None:
+            if outcome.ok:
+                log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
+
+        return run_pass(feed_ids, deps, on_done=report, stop=stop)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("polling feeds", total=len(feed_ids))
+        return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
+
+
+def _summary(outcomes: list[FeedOutcome]) -> None:
+    ok = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    new = sum(o.new_articles for o in outcomes)
+    relevant = sum(o.relevant for o in outcomes)
+    page_errors = sum(len(o.page_errors) for o in outcomes)
+    typer.echo(
+        f"feeds ok: {len(ok)}, failed: {len(failed)}; new articles: {new}; relevant: {relevant}; "
+        f"pages read from the feed's summary instead: {page_errors}"
+    )
+    for outcome in failed:
+        typer.echo(f"  failed: {outcome.feed}: {outcome.error}")
+
+
+ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="feeds.yaml to use (default: MONITOR_CONFIG or ./feeds.yaml).")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+
+
+@app.command()
+def run(
+    once: Annotated[bool, typer.Option("--once", help="Poll every feed one time, process all, and exit.")] = False,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The service: schedules every feed of feeds.yaml at its interval."""
+    app_ = _load(config, verbose=verbose)
+    with app_.sessions.begin() as session:
+        repo.sync_feeds(session, app_.config.feeds, now=utcnow())
+    stop = _stop_on_signals()
+    with _deps(app_) as deps:
+        if once:
+            with app_.sessions() as session:
+                feed_ids = repo.active_feed_ids(session)
+            _summary(_pass_with_progress(feed_ids, deps, stop))
+            return
+        with app_.sessions() as session:
+            feeds = [f for f in repo.feeds_overview(session) if f.active]
+        scheduler = build_scheduler(deps, feeds, workers=app_.settings.fetch_workers)
+        serve_forever(scheduler, stop)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "-"
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Feeds with their last success, last error and next due time."""
+    app_ = _load(config)
+    with app_.sessions() as session:
+        feeds = repo.feeds_overview(session)
+        counts = repo.article_counts(session)
+    table = Table(title="feeds")
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due"):
+        table.add_column(column)
+    for feed in feeds:
+        table.add_row(
+            feed.name,
+            "yes" if feed.active else "no",
+            str(counts.get(feed.id, 0)),
+            _when(feed.last_success_at),
+            str(feed.error_count),
+            (feed.last_error or "")[:80],
+            _when(feed.next_due_at) if feed.active else "-",
+        )
+    Console(width=200).print(table)
+
+
+@app.command()
+def export(
+    format: Annotated[str, typer.Option("--format", help="jsonl, csv or atom.")] = "jsonl",
+    relevant_only: Annotated[bool, typer.Option("--relevant-only", help="Only articles the topic finds relevant.")] = False,
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic name (default: the first).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Every stored article with its text, verdict, tags and evidence."""
+    writers = {"jsonl": write_jsonl, "csv": write_csv, "atom": write_atom}
+    if format not in writers:
+        raise typer.BadParameter(f"{format!r} is not one of jsonl, csv, atom", param_hint="--format")
+    app_ = _load(config)
+    try:
+        topic_name = app_.config.topic(topic).name
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
+    stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        with app_.sessions() as session:
+            writers[format](repo.export_rows(session, topic=topic_name, relevant_only=relevant_only), stream)
+    finally:
+        if output:
+            stream.close()
+
+
+def _read_jsonl(stream) -> list[tuple[dict | None, str | None]]:
+    items = []
+    for number, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            if not isinstance(item, dict):
+                raise ValueError("expected a JSON object")
+            items.append((item, None))
+        except ValueError as exc:
+            items.append((None, f"line {number}: {exc}"))
+    return items
+
+
+@app.command()
+def score(
+    file: Annotated[str, typer.Argument(help="JSON Lines with id, title, text (optional url, published); - for stdin.")] = "-",
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic name (default: the first).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score JSON Lines against a topic: one JSON line out per line in, in order."""
+    _setup_logging(False)
+    settings = Settings().model_copy(update={"config": config} if config else {})
+    try:
+        spec = load_config(settings.config).topic(topic)
+    except ConfigError as exc:
+        typer.echo(f"error in configuration:\n{exc}", err=True)
+        raise typer.Exit(2) from exc
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
+    stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
+    with stream:
+        items = _read_jsonl(stream)
+    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    scorer = TopicScorer(spec, embedder)
+    good = [item for item, _ in items if item is not None]
+    documents = [Document(str(item.get("title") or ""), str(item.get("text") or "")) for item in good]
+    verdicts = iter(scorer.score(documents, embedder.embed([d.for_embedding for d in documents])))
+    for item, problem in items:
+        if item is None:
+            print(json.dumps({"id": None, "error": problem}), flush=False)
+            continue
+        verdict = next(verdicts)
+        print(
+            json.dumps(
+                {
+                    "id": item.get("id"),
+                    "score": verdict.score,
+                    "relevant": verdict.relevant,
+                    "vendors": verdict.vendors,
+                    "countries": verdict.countries,
+                    "actions": verdict.actions,
+                    "why": verdict.why,
+                },
+                ensure_ascii=False,
+            )
+        )
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Serve the sample news site on localhost and run one pass of the real pipeline over it."""
+    from monitor.demo.server import LocalSite
+    from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
+
+    app_ = _load(config, verbose=verbose)
+    articles = load_demo_articles()
+    with LocalSite() as site:
+        site.routes.update(site_routes(articles, site.base_url))
+        specs = [
+            FeedSpec(name=f"{SITE_NAME} ({section})", url=url, interval=3600)
+            for section, url in feed_urls(articles, site.base_url).items()
+        ]
+        typer.echo(f"sample site with {len(articles)} articles at {site.base_url} ({len(specs)} feeds)")
+        with app_.sessions.begin() as session:
+            repo.sync_feeds(session, specs, now=utcnow())
+            feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
+        polite_to_ourselves = app_.settings.model_copy(update={"host_delay": 0.0, "host_concurrency": 8})
+        with _deps(app_, polite_to_ourselves) as deps:
+            outcomes = _pass_with_progress(feed_ids, deps, _stop_on_signals())
+    _summary(outcomes)
+    topic = app_.config.topics[0].name
+    with app_.sessions() as session:
+        found = [row for row in repo.export_rows(session, topic=topic, relevant_only=True)]
+    typer.echo(f"\non-topic articles found ({topic}): {len(found)}")
+    for row in sorted(found, key=lambda r: -r["score"]):
+        tags = ", ".join(row["vendors"] + row["countries"] + row["actions"])
+        typer.echo(f"  {row['score']:.2f}  {row['title']}" + (f"  [{tags}]" if tags else ""))
+    typer.echo("\nnext: `monitor export --format jsonl` lists every stored article.")
+
+
+if __name__ == "__main__":
+    app()

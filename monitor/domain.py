@@ -1,0 +1,80 @@
+"""The plain data passed between the pipeline stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """One item of a feed, as the feed describes it."""
+
+    url: str
+    title: str
+    summary: str
+    published: datetime | None
+    guid: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str | None
+    entries: list[FeedEntry]
+    problem: str | None = None  # set when the document was malformed but still parsed
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What the extractor found in an article page."""
+
+    text: str
+    title: str | None = None
+    author: str | None = None
+    published: datetime | None = None
+    language: str | None = None
+    site_name: str | None = None
+
+
+@dataclass
+class Candidate:
+    """A new article ready to embed, score and store."""
+
+    feed_id: int
+    url: str  # canonical: the article's unique key
+    original_url: str
+    title: str
+    text: str
+    text_source: str  # "page" when extracted from the article page, else "summary" or "title"
+    summary: str = ""
+    author: str | None = None
+    published: datetime | None = None
+    language: str | None = None
+    site_name: str | None = None
+    page_error: str | None = None
+
+
+@dataclass(frozen=True)
+class TopicVerdict:
+    """One topic's judgement of one article."""
+
+    topic: str
+    score: float
+    relevant: bool
+    vendors: list[str] = field(default_factory=list)
+    countries: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    why: dict = field(default_factory=dict)
+
+
+@dataclass
+class FeedOutcome:
+    """What one poll of one feed did, for the run summary."""
+
+    feed: str
+    ok: bool
+    new_articles: int = 0
+    relevant: int = 0
+    not_modified: bool = False
+    error: str | None = None
+    page_errors: list[str] = field(default_factory=list)

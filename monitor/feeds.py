@@ -1,0 +1,117 @@
+"""Feed documents (RSS, RDF, Atom via feedparser; JSON Feed by hand) as bytes in, entries out."""
+
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import logging
+from datetime import datetime, timezone
+from urllib.parse import urljoin
+
+import feedparser
+import lxml.html
+from lxml.etree import ParserError
+
+from monitor.domain import FeedEntry, ParsedFeed
+
+log = logging.getLogger(__name__)
+
+
+class NotAFeed(ValueError):
+    """The document holds no feed entries at all."""
+
+
+def html_to_text(fragment: str) -> str:
+    """Plain text of an HTML fragment such as a feed summary."""
+    if not fragment or "<" not in fragment:
+        return (fragment or "").strip()
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (ParserError, ValueError):
+        return fragment.strip()
+    return " ".join(root.text_content().split())
+
+
+def _when(entry: dict) -> datetime | None:
+    for key in ("published_parsed", "updated_parsed", "created_parsed"):
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc)
+    return None
+
+
+def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
+    try:
+        doc = json.loads(content)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NotAFeed(f"invalid JSON Feed: {exc}") from exc
+    entries = []
+    for item in doc.get("items") or []:
+        link = item.get("url") or item.get("external_url") or item.get("id")
+        if not isinstance(link, str) or not link.strip():
+            continue
+        published = None
+        for key in ("date_published", "date_modified"):
+            if item.get(key):
+                try:
+                    published = datetime.fromisoformat(str(item[key]).replace("Z", "+00:00"))
+                except ValueError:
+                    published = None
+                break
+        summary = item.get("summary") or html_to_text(item.get("content_html") or "") or item.get("content_text") or ""
+        entries.append(
+            FeedEntry(
+                url=urljoin(url, link.strip()),
+                title=(item.get("title") or "").strip(),
+                summary=summary.strip(),
+                published=published,
+                guid=str(item.get("id")) if item.get("id") is not None else None,
+            )
+        )
+    return ParsedFeed(title=doc.get("title"), entries=entries)
+
+
+def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFeed:
+    """Entries of a feed document. Raises NotAFeed when nothing usable is in it."""
+    head = content[:512].lstrip()
+    if head.startswith(b"{") and b"jsonfeed.org" in content[:4096]:
+        parsed = _parse_json_feed(content, url)
+        if not parsed.entries:
+            raise NotAFeed("JSON Feed without items")
+        return parsed
+    headers = {"content-location": url}
+    if content_type:
+        headers["content-type"] = content_type
+    # A stream, never a str or bytes: feedparser would treat those as a URL or a file name.
+    doc = feedparser.parse(io.BytesIO(content), response_headers=headers)
+    entries = []
+    for entry in doc.entries:
+        link = entry.get("link") or ""
+        if not link and str(entry.get("id", "")).startswith(("http://", "https://")):
+            link = entry["id"]
+        if not link:
+            continue
+        summary = entry.get("summary") or ""
+        if not summary and entry.get("content"):
+            summary = entry["content"][0].get("value", "")
+        entries.append(
+            FeedEntry(
+                url=urljoin(url, link.strip()),
+                title=html_to_text(entry.get("title") or ""),
+                summary=html_to_text(summary),
+                published=_when(entry),
+                guid=entry.get("id"),
+            )
+        )
+    problem = None
+    if doc.bozo:
+        problem = f"{type(doc.bozo_exception).__name__}: {doc.bozo_exception}"
+    if not entries:
+        if head.lower().startswith((b"<!doctype html", b"<html")) or "html" in content_type:
+            raise NotAFeed("got an HTML page, not a feed")
+        if problem:
+            raise NotAFeed(f"not a readable feed ({problem})")
+        if not doc.version:
+            raise NotAFeed("not a feed")
+    return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem)

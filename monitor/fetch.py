@@ -1,0 +1,249 @@
+"""The only outbound HTTP: conditional GET, size cap, robots.txt, per-host politeness, Retry-After."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
+
+import httpx
+
+from monitor.config import Settings
+
+log = logging.getLogger(__name__)
+
+ROBOTS_MAX_BYTES = 512_000
+ROBOTS_TTL = 24 * 3600
+PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
+BINARY_SNIFF_BYTES = 2048
+
+
+class FetchError(Exception):
+    """A request failed; the message says why in words a person can act on."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None):
+        super().__init__(f"{reason} ({url})")
+        self.url = url
+        self.reason = reason
+        self.status = status
+
+
+class RetryLater(FetchError):
+    """The server asked us to come back later (429/503 with Retry-After)."""
+
+    def __init__(self, url: str, reason: str, retry_after: float, status: int | None = None):
+        super().__init__(url, reason, status)
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Response:
+    url: str
+    status: int
+    content: bytes = b""
+    content_type: str = ""
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+def build_client(settings: Settings) -> httpx.Client:
+    """The one HTTP client of a process, shared by every stage that fetches."""
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+        headers={"User-Agent": settings.user_agent},
+        follow_redirects=True,
+        max_redirects=settings.max_redirects,
+        limits=httpx.Limits(max_connections=settings.fetch_workers * 2, max_keepalive_connections=settings.fetch_workers),
+    )
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+@dataclass
+class _Host:
+    slots: threading.Semaphore
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    next_start: float = 0.0
+
+
+class Fetcher:
+    """Fetches URLs through one client, politely: few requests per host, spaced, capped in size."""
+
+    def __init__(
+        self,
+        client: httpx.Client,
+        *,
+        host_concurrency: int = 2,
+        host_delay: float = 0.5,
+        retry_after_wait: float = 10.0,
+        user_agent_token: str = "monitor",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.client = client
+        self.host_concurrency = host_concurrency
+        self.host_delay = host_delay
+        self.retry_after_wait = retry_after_wait
+        self.user_agent_token = user_agent_token
+        self.clock = clock
+        self.sleep = sleep
+        self._hosts: dict[str, _Host] = {}
+        self._hosts_lock = threading.Lock()
+        self._robots: dict[str, tuple[float, RobotFileParser | None]] = {}
+        self._robots_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, client: httpx.Client, settings: Settings) -> Fetcher:
+        return cls(
+            client,
+            host_concurrency=settings.host_concurrency,
+            host_delay=settings.host_delay,
+            retry_after_wait=settings.retry_after_wait,
+        )
+
+    def get(
+        self,
+        url: str,
+        *,
+        max_bytes: int,
+        etag: str | None = None,
+        last_modified: str | None = None,
+        page: bool = False,
+    ) -> Response:
+        """GET a URL; with page=True only HTML or text is accepted. Raises FetchError."""
+        headers = {}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        if page:
+            headers["Accept"] = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1"
+        else:
+            headers["Accept"] = "application/rss+xml,application/atom+xml,application/xml;q=0.9,text/xml;q=0.9,*/*;q=0.5"
+        for attempt in (1, 2):
+            try:
+                return self._get_once(url, headers, max_bytes=max_bytes, page=page)
+            except RetryLater as exc:
+                if attempt == 2 or exc.retry_after > self.retry_after_wait:
+                    raise
+                log.info("waiting %.1fs as asked by %s", exc.retry_after, url)
+                self.sleep(exc.retry_after)
+        raise AssertionError("unreachable")
+
+    def allowed(self, url: str) -> bool:
+        """Whether robots.txt of the URL's site lets us fetch it (RFC 9309: 4xx allows, 5xx forbids)."""
+        parts = urlsplit(url)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        now = self.clock()
+        with self._robots_lock:
+            cached = self._robots.get(origin)
+        if cached is None or now - cached[0] > ROBOTS_TTL:
+            cached = (now, self._load_robots(origin))
+            with self._robots_lock:
+                self._robots[origin] = cached
+        rules = cached[1]
+        return True if rules is None else rules.can_fetch(self.user_agent_token, url)
+
+    def _load_robots(self, origin: str) -> RobotFileParser | None:
+        rules = RobotFileParser(origin + "/robots.txt")
+        try:
+            response = self._get_once(origin + "/robots.txt", {}, max_bytes=ROBOTS_MAX_BYTES, page=False)
+        except FetchError as exc:
+            if exc.status is not None and exc.status >= 500:
+                rules.disallow_all = True
+                return rules
+            return None
+        rules.parse(response.content.decode("utf-8", errors="replace").splitlines())
+        return rules
+
+    def _host(self, url: str) -> _Host:
+        host = urlsplit(url).netloc.lower()
+        with self._hosts_lock:
+            if host not in self._hosts:
+                self._hosts[host] = _Host(threading.Semaphore(self.host_concurrency))
+            return self._hosts[host]
+
+    def _wait_turn(self, host: _Host) -> None:
+        with host.lock:
+            start = max(self.clock(), host.next_start)
+            host.next_start = start + self.host_delay
+        delay = start - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+
+    def _get_once(self, url: str, headers: dict, *, max_bytes: int, page: bool) -> Response:
+        host = self._host(url)
+        with host.slots:
+            self._wait_turn(host)
+            try:
+                with self.client.stream("GET", url, headers=headers) as response:
+                    return self._read(url, response, max_bytes=max_bytes, page=page)
+            except httpx.TooManyRedirects as exc:
+                raise FetchError(url, "too many redirects (a redirect loop?)") from exc
+            except httpx.TimeoutException as exc:
+                raise FetchError(url, f"timed out ({type(exc).__name__})") from exc
+            except httpx.ConnectError as exc:
+                raise FetchError(url, f"cannot connect: {exc}") from exc
+            except httpx.UnsupportedProtocol as exc:
+                raise FetchError(url, f"unsupported URL: {exc}") from exc
+            except httpx.HTTPError as exc:
+                raise FetchError(url, f"{type(exc).__name__}: {exc}") from exc
+
+    def _read(self, url: str, response: httpx.Response, *, max_bytes: int, page: bool) -> Response:
+        final_url = str(response.url)
+        status = response.status_code
+        if status == 304:
+            return Response(final_url, 304, etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified"))
+        if status in (429, 503):
+            wait = parse_retry_after(response.headers.get("retry-after"))
+            if wait is not None:
+                raise RetryLater(url, f"HTTP {status}, retry after {wait:.0f}s", wait, status)
+        if status >= 400:
+            raise FetchError(url, f"HTTP {status} {response.reason_phrase}".strip(), status)
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if page and content_type and not content_type.startswith(PAGE_TYPES):
+            raise FetchError(url, f"not a web page: {content_type}")
+        declared = response.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_bytes:
+            raise FetchError(url, f"too large: {int(declared):,} bytes declared, limit {max_bytes:,}")
+        chunks, size = [], 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError(url, f"too large: over the limit of {max_bytes:,} bytes")
+            chunks.append(chunk)
+        content = b"".join(chunks)
+        if page and b"\x00" in content[:BINARY_SNIFF_BYTES]:
+            raise FetchError(url, "binary content, not a web page")
+        return Response(
+            final_url,
+            status,
+            content,
+            content_type,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+        )

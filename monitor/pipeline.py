@@ -1,0 +1,286 @@
+"""The one place that calls every stage in order: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.classify import Document, TopicScorer
+from monitor.config import Settings
+from monitor.dedup import canonical_url, content_hash
+from monitor.domain import Candidate, FeedEntry, FeedOutcome
+from monitor.embed import Embedder, to_bytes
+from monitor.extract import MIN_TEXT_CHARS, extract
+from monitor.feeds import NotAFeed, parse_feed
+from monitor.fetch import Fetcher, FetchError, RetryLater
+from monitor.store import repository as repo
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Timings:
+    """Seconds spent in each stage, summed over threads: where a pass spends its time."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def measure(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            with self._lock:
+                self.seconds[stage] += elapsed
+
+
+@dataclass
+class Deps:
+    """The side effects a poll needs, built once by the composition root."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    fetcher: Fetcher
+    embedder: Embedder
+    scorers: list[TopicScorer]
+    clock: Callable[[], datetime] = utcnow
+    page_pool: Executor | None = None
+    timings: Timings = field(default_factory=Timings)
+
+
+@dataclass
+class FeedPoll:
+    """A feed fetched and its new articles read, not yet embedded or stored."""
+
+    feed_id: int
+    outcome: FeedOutcome
+    candidates: list[Candidate] = field(default_factory=list)
+    feed_state: dict | None = None  # recorded with the articles, in one transaction
+    page_failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def backoff_delay(interval: float, failures: int, cap: float) -> float:
+    """Seconds to wait after the n-th consecutive failure: the interval, doubled each time, capped."""
+    return min(interval * 2 ** max(failures - 1, 0), cap)
+
+
+def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
+    now = deps.clock()
+    delay = backoff_delay(state.interval_seconds, state.error_count + 1, deps.settings.max_backoff)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    log.warning("feed %s failed: %s; next try in %.0fs", state.name, message, delay)
+    with deps.sessions.begin() as session:
+        repo.record_feed_failure(
+            session, state.id, url=state.url, message=message, now=now, next_due=now + timedelta(seconds=delay)
+        )
+    return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=False, error=message))
+
+
+def _unchanged(deps: Deps, state: repo.FeedState, **feed_state) -> FeedPoll:
+    now = deps.clock()
+    with deps.sessions.begin() as session:
+        repo.record_feed_success(
+            session, state.id, now=now, next_due=now + timedelta(seconds=state.interval_seconds), **feed_state
+        )
+    return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=True, not_modified=True))
+
+
+def read_article(
+    entry: FeedEntry, *, feed_id: int, language: str | None, fetcher: Fetcher, settings: Settings, timings: Timings
+) -> Candidate:
+    """Fetch and extract one article page, falling back to the feed's summary when that fails."""
+    extracted, error = None, None
+    try:
+        with timings.measure("fetch"):
+            allowed = fetcher.allowed(entry.url)
+            response = fetcher.get(entry.url, max_bytes=settings.max_page_bytes, page=True) if allowed else None
+        if response is None:
+            error = "disallowed by robots.txt"
+        else:
+            with timings.measure("extract"):
+                extracted = extract(response.content, url=response.url)
+            if extracted is None:
+                error = "no article text found in the page"
+    except FetchError as exc:
+        error = str(exc)
+    if error:
+        log.warning("article %s: %s; using the feed's summary", entry.url, error)
+    candidate = Candidate(
+        feed_id=feed_id,
+        url=canonical_url(entry.url),
+        original_url=entry.url,
+        title=entry.title or (extracted.title if extracted else "") or entry.url,
+        text="",
+        text_source="",
+        summary=entry.summary,
+        published=entry.published or (extracted.published if extracted else None),
+        language=(extracted.language if extracted else None) or language,
+        page_error=error,
+    )
+    if extracted:
+        candidate.author, candidate.site_name = extracted.author, extracted.site_name
+    if extracted and (len(extracted.text) >= MIN_TEXT_CHARS or len(extracted.text) >= len(entry.summary)):
+        candidate.text, candidate.text_source = extracted.text, "page"
+    elif entry.summary:
+        candidate.text, candidate.text_source = entry.summary, "summary"
+        if extracted and not error:
+            candidate.page_error = "page text shorter than the feed's summary"
+    else:
+        candidate.text, candidate.text_source = candidate.title, "title"
+    return candidate
+
+
+def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
+    """Fetch a feed and read its new articles. Failures are recorded; nothing new is stored yet."""
+    with deps.sessions() as session:
+        state = repo.feed_state(session, feed_id)
+    settings, now = deps.settings, deps.clock()
+    full = state.last_full_fetch_at is None or (now - state.last_full_fetch_at).total_seconds() >= settings.full_refresh
+    try:
+        with deps.timings.measure("fetch"):
+            response = deps.fetcher.get(
+                state.url,
+                max_bytes=settings.max_feed_bytes,
+                etag=None if full else state.etag,
+                last_modified=None if full else state.last_modified,
+            )
+    except RetryLater as exc:
+        return _fail(deps, state, str(exc), retry_after=exc.retry_after)
+    except FetchError as exc:
+        return _fail(deps, state, str(exc))
+    if response.not_modified:
+        return _unchanged(deps, state)
+    digest = hashlib.sha256(response.content).hexdigest()
+    feed_state = {"etag": response.etag, "last_modified": response.last_modified, "content_hash": digest}
+    if full:
+        feed_state["last_full_fetch_at"] = now
+    if digest == state.content_hash:
+        return _unchanged(deps, state, **feed_state)
+    try:
+        with deps.timings.measure("parse"):
+            parsed = parse_feed(response.content, url=response.url, content_type=response.content_type)
+    except NotAFeed as exc:
+        return _fail(deps, state, f"{exc} ({state.url})")
+    if parsed.problem:
+        log.info("feed %s is malformed but readable: %s", state.name, parsed.problem)
+    entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
+    with deps.sessions() as session:
+        known = repo.known_urls(session, [canonical_url(e.url) for e in entries])
+    fresh = [e for e in entries if canonical_url(e.url) not in known]
+
+    def read(entry: FeedEntry) -> Candidate:
+        return read_article(
+            entry, feed_id=feed_id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings
+        )
+
+    candidates = list(deps.page_pool.map(read, fresh)) if deps.page_pool else [read(e) for e in fresh]
+    outcome = FeedOutcome(feed=state.name, ok=True, page_errors=[c.page_error for c in candidates if c.page_error])
+    return FeedPoll(
+        feed_id,
+        outcome,
+        candidates,
+        feed_state=feed_state,
+        page_failures=[(c.original_url, c.page_error) for c in candidates if c.page_error],
+    )
+
+
+def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
+    """Embed, score and store a poll's new articles together with the feed's new state, in one transaction."""
+    if poll.feed_state is None:
+        return poll.outcome
+    documents = [Document(c.title, c.text) for c in poll.candidates]
+    with deps.timings.measure("embed"):
+        vectors = deps.embedder.embed([d.for_embedding for d in documents])
+    with deps.timings.measure("score"):
+        per_topic = [scorer.score(documents, vectors) for scorer in deps.scorers]
+    items = [
+        repo.StoredArticle(
+            candidate=c,
+            content_hash=content_hash(c.text),
+            embedding=to_bytes(vectors[i]),
+            verdicts=[verdicts[i] for verdicts in per_topic],
+        )
+        for i, c in enumerate(poll.candidates)
+    ]
+    now = deps.clock()
+    with deps.timings.measure("store"), deps.sessions.begin() as session:
+        interval = repo.feed_state(session, poll.feed_id).interval_seconds
+        stored = repo.add_articles(session, items, now=now)
+        repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
+        repo.record_feed_success(
+            session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
+        )
+    poll.outcome.new_articles = len(stored)
+    if per_topic:
+        poll.outcome.relevant = sum(
+            1 for c, verdict in zip(poll.candidates, per_topic[0]) if verdict.relevant and c.url in stored
+        )
+    return poll.outcome
+
+
+def _crashed(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
+    """A bug or a store failure in one feed's poll: logged with its trace, recorded, and the run goes on."""
+    log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
+    with deps.sessions() as session:
+        state = repo.feed_state(session, feed_id)
+    return _fail(deps, state, f"internal error: {type(exc).__name__}: {exc}").outcome
+
+
+def poll_feed(feed_id: int, deps: Deps) -> FeedOutcome:
+    """One full poll of one feed: the unit of work of the scheduler (and, later, of a worker)."""
+    return ingest(collect_feed(feed_id, deps), deps)
+
+
+def run_pass(
+    feed_ids: list[int],
+    deps: Deps,
+    *,
+    on_done: Callable[[FeedOutcome], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[FeedOutcome]:
+    """Poll feeds once, fetching in threads while the calling thread embeds and stores, so the model never waits."""
+    outcomes: list[FeedOutcome] = []
+    stop = stop or threading.Event()
+    workers = deps.settings.fetch_workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="feed") as feed_pool, ThreadPoolExecutor(
+        workers, thread_name_prefix="page"
+    ) as page_pool:
+        deps = replace(deps, page_pool=page_pool)
+        pending: dict[Future, int] = {}
+        queue = list(feed_ids)
+        while queue or pending:
+            while queue and len(pending) < workers and not stop.is_set():
+                feed_id = queue.pop(0)
+                pending[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
+            if stop.is_set():
+                queue.clear()
+            if not pending:
+                break
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                feed_id = pending.pop(future)
+                try:
+                    outcome = ingest(future.result(), deps)
+                except Exception as exc:  # one feed's crash must not end the pass for the others
+                    outcome = _crashed(feed_id, deps, exc)
+                outcomes.append(outcome)
+                if on_done:
+                    on_done(outcome)
+    return outcomes

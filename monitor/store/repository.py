@@ -1,0 +1,239 @@
+"""Every query of the store. Functions take the session as a keyword and never commit on their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from monitor.config import FeedSpec
+from monitor.domain import Candidate, TopicVerdict
+from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure
+
+URL_BATCH = 500
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What a poll needs to know of a feed, detached from the session."""
+
+    id: int
+    name: str
+    url: str
+    interval_seconds: int
+    language: str | None
+    etag: str | None
+    last_modified: str | None
+    content_hash: str | None
+    last_full_fetch_at: datetime | None
+    error_count: int
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """An article to store with its embedding and verdicts."""
+
+    candidate: Candidate
+    content_hash: str
+    embedding: bytes | None
+    verdicts: list[TopicVerdict]
+
+
+def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
+    """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles)."""
+    specs = list(specs)
+    existing = {feed.name: feed for feed in session.scalars(select(Feed))}
+    for spec in specs:
+        feed = existing.get(spec.name)
+        if feed is None:
+            session.add(
+                Feed(
+                    name=spec.name,
+                    url=spec.url,
+                    interval_seconds=spec.interval,
+                    language=spec.language,
+                    tags=spec.tags,
+                    active=True,
+                    error_count=0,
+                    next_due_at=now,
+                    created_at=now,
+                )
+            )
+            continue
+        if feed.url != spec.url:
+            feed.etag = feed.last_modified = feed.content_hash = None
+            feed.next_due_at = now
+        feed.url, feed.interval_seconds, feed.language, feed.tags = spec.url, spec.interval, spec.language, spec.tags
+        feed.active = True
+    names = {spec.name for spec in specs}
+    for name, feed in existing.items():
+        if name not in names:
+            feed.active = False
+    session.flush()
+
+
+def active_feed_ids(session: Session) -> list[int]:
+    return list(session.scalars(select(Feed.id).where(Feed.active).order_by(Feed.id)))
+
+
+def due_feed_ids(session: Session, *, now: datetime) -> list[int]:
+    query = select(Feed.id).where(Feed.active, (Feed.next_due_at.is_(None)) | (Feed.next_due_at <= now))
+    return list(session.scalars(query.order_by(Feed.next_due_at)))
+
+
+def feed_state(session: Session, feed_id: int) -> FeedState:
+    feed = session.get_one(Feed, feed_id)
+    return FeedState(
+        id=feed.id,
+        name=feed.name,
+        url=feed.url,
+        interval_seconds=feed.interval_seconds,
+        language=feed.language,
+        etag=feed.etag,
+        last_modified=feed.last_modified,
+        content_hash=feed.content_hash,
+        last_full_fetch_at=feed.last_full_fetch_at,
+        error_count=feed.error_count,
+    )
+
+
+def feed_next_due(session: Session, feed_id: int) -> datetime | None:
+    return session.scalar(select(Feed.next_due_at).where(Feed.id == feed_id))
+
+
+def record_feed_failure(
+    session: Session, feed_id: int, *, url: str, message: str, now: datetime, next_due: datetime
+) -> None:
+    session.execute(
+        update(Feed)
+        .where(Feed.id == feed_id)
+        .values(
+            last_polled_at=now,
+            last_error=message,
+            last_error_at=now,
+            error_count=Feed.error_count + 1,
+            next_due_at=next_due,
+        )
+    )
+    session.add(FetchFailure(feed_id=feed_id, url=url, message=message, at=now))
+
+
+def record_page_failures(session: Session, feed_id: int, failures: list[tuple[str, str]], *, now: datetime) -> None:
+    session.add_all(FetchFailure(feed_id=feed_id, url=url, message=message, at=now) for url, message in failures)
+
+
+def record_feed_success(session: Session, feed_id: int, *, now: datetime, next_due: datetime, **state) -> None:
+    """Mark a poll that worked; state holds the etag, last_modified, content_hash and full-fetch time to keep."""
+    session.execute(
+        update(Feed)
+        .where(Feed.id == feed_id)
+        .values(last_polled_at=now, last_success_at=now, error_count=0, last_error=None, next_due_at=next_due, **state)
+    )
+
+
+def known_urls(session: Session, urls: Iterable[str]) -> set[str]:
+    urls = list(dict.fromkeys(urls))
+    found: set[str] = set()
+    for start in range(0, len(urls), URL_BATCH):
+        chunk = urls[start : start + URL_BATCH]
+        found.update(session.scalars(select(Article.url).where(Article.url.in_(chunk))))
+    return found
+
+
+def add_articles(session: Session, items: list[StoredArticle], *, now: datetime) -> dict[str, int]:
+    """Insert new articles with their verdicts; a URL stored meanwhile by another worker is skipped.
+
+    Returns the id of each article stored, by URL.
+    """
+    ids: dict[str, int] = {}
+    already = known_urls(session, [item.candidate.url for item in items])
+    for item in items:
+        c = item.candidate
+        if c.url in already:
+            continue
+        article = Article(
+            url=c.url,
+            original_url=c.original_url,
+            feed_id=c.feed_id,
+            title=c.title,
+            author=c.author,
+            published_at=c.published,
+            language=c.language,
+            site_name=c.site_name,
+            summary=c.summary,
+            text=c.text,
+            text_source=c.text_source,
+            page_error=c.page_error,
+            content_hash=item.content_hash,
+            embedding=item.embedding,
+            fetched_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(article)
+                session.flush()
+        except IntegrityError:
+            continue
+        already.add(c.url)
+        ids[c.url] = article.id
+        save_verdicts(session, article.id, item.verdicts, now=now)
+    return ids
+
+
+def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> None:
+    for verdict in verdicts:
+        session.merge(
+            ArticleTopic(
+                article_id=article_id,
+                topic=verdict.topic,
+                score=verdict.score,
+                relevant=verdict.relevant,
+                vendors=verdict.vendors,
+                countries=verdict.countries,
+                actions=verdict.actions,
+                why=verdict.why,
+                scored_at=now,
+            )
+        )
+
+
+def feeds_overview(session: Session) -> list[Feed]:
+    return list(session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name)))
+
+
+def article_counts(session: Session) -> dict[int, int]:
+    return dict(session.execute(select(Article.feed_id, func.count()).group_by(Article.feed_id)).all())
+
+
+def export_rows(session: Session, *, topic: str, relevant_only: bool = False) -> Iterator[dict]:
+    """Every stored article with its verdict on one topic, oldest first."""
+    query = (
+        select(Article, Feed.name, ArticleTopic)
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
+        .order_by(Article.id)
+    )
+    if relevant_only:
+        query = query.where(ArticleTopic.relevant.is_(True))
+    for article, source, verdict in session.execute(query).yield_per(200):
+        yield {
+            "url": article.url,
+            "title": article.title,
+            "source": source or article.site_name,
+            "published": article.published_at.isoformat() if article.published_at else None,
+            "text": article.text,
+            "text_source": article.text_source,
+            "topic": topic,
+            "score": verdict.score if verdict else None,
+            "relevant": verdict.relevant if verdict else None,
+            "story_id": None,
+            "duplicate_of": None,
+            "vendors": verdict.vendors if verdict else [],
+            "countries": verdict.countries if verdict else [],
+            "actions": verdict.actions if verdict else [],
+            "why": verdict.why if verdict else {},
+        }

@@ -1,0 +1,114 @@
+"""Shared fixtures: the model once per session, a fresh real database per test, local HTTP sites."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from monitor.config import Settings, load_config
+from monitor.demo.server import LocalSite
+from monitor.embed import SentenceTransformerEmbedder
+from monitor.store.db import make_engine, session_factory, upgrade
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+REQUIRE_POSTGRES = os.environ.get("MONITOR_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the test where it is absent (a user's own clone)."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the team's shared data is not beside this clone")
+    return path
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def config():
+    return load_config(ROOT / "feeds.yaml")
+
+
+def _postgres_available() -> bool:
+    try:
+        with psycopg.connect(POSTGRES_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    if not _postgres_available():
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+    name = f"monitor_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request, tmp_path) -> str:
+    """Each test using this runs on both stores."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'monitor.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def sessions(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield session_factory(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings for tests: short timeouts, no politeness delay towards our own local servers."""
+    return Settings(
+        config=ROOT / "feeds.yaml",
+        database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
+        connect_timeout=2,
+        read_timeout=2,
+        host_delay=0,
+        host_concurrency=4,
+        fetch_workers=4,
+        retry_after_wait=2,
+        max_page_bytes=1_000_000,
+        max_feed_bytes=2_000_000,
+    )
+
+
+@pytest.fixture
+def site() -> Iterator[LocalSite]:
+    with LocalSite() as local:
+        yield local
+
+
+@pytest.fixture
+def now() -> datetime:
+    return datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)

@@ -1,0 +1,234 @@
+"""The real pipeline over local sites: demo news, faults, and second runs that store nothing twice."""
+
+from __future__ import annotations
+
+import socket
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import func, select
+
+from monitor.classify import TopicScorer
+from monitor.config import FeedSpec
+from monitor.demo.server import LocalSite, Reply
+from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, render_rss, site_routes
+from monitor.fetch import Fetcher, build_client
+from monitor.pipeline import Deps, backoff_delay, run_pass
+from monitor.store import repository as repo
+from monitor.store.models import Article, Feed, FetchFailure
+
+RSS = {"Content-Type": "application/rss+xml"}
+HTML = {"Content-Type": "text/html; charset=utf-8"}
+
+
+@contextmanager
+def pipeline(sessions, settings, embedder, config):
+    with build_client(settings) as client:
+        yield Deps(
+            settings=settings,
+            sessions=sessions,
+            fetcher=Fetcher.from_settings(client, settings),
+            embedder=embedder,
+            scorers=[TopicScorer(t, embedder) for t in config.topics],
+        )
+
+
+def sync(sessions, feeds: dict[str, str]) -> dict[str, int]:
+    with sessions.begin() as session:
+        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=datetime.now(timezone.utc))
+    with sessions() as session:
+        return {f.name: f.id for f in repo.feeds_overview(session)}
+
+
+def run_all(sessions, deps, names: dict[str, int]):
+    return {o.feed: o for o in run_pass(list(names.values()), deps)}
+
+
+def count_articles(sessions) -> int:
+    with sessions() as session:
+        return session.scalar(select(func.count()).select_from(Article))
+
+
+def rss(items: list[tuple[str, str, str]]) -> bytes:
+    body = "".join(
+        f"<item><title>{title}</title><link>{link}</link><description>{summary}</description>"
+        "<pubDate>Sat, 21 Nov 2026 10:00:00 +0000</pubDate></item>"
+        for title, link, summary in items
+    )
+    return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'.encode()
+
+
+def page(title: str, words: int = 250) -> bytes:
+    paragraphs = "".join(
+        f"<p>{title} paragraph {i}: officials said the measure would be reviewed by ministers later this year "
+        f"after consultation with industry and regional authorities.</p>"
+        for i in range(max(1, words // 20))
+    )
+    return f"<html><head><title>{title}</title></head><body><nav>Home | World</nav><article><h1>{title}</h1>{paragraphs}</article></body></html>".encode()
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_demo_site_end_to_end(sessions, settings, embedder, config):
+    articles = load_demo_articles()
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        site.routes.update(site_routes(articles, site.base_url))
+        names = sync(sessions, feed_urls(articles, site.base_url))
+        outcomes = run_all(sessions, deps, names)
+        assert all(o.ok for o in outcomes.values())
+        assert count_articles(sessions) == len(articles)  # the republished article is stored once
+
+        second = run_all(sessions, deps, names)
+        assert sum(o.new_articles for o in second.values()) == 0
+        assert count_articles(sessions) == len(articles)
+
+    rows = {r["url"].rsplit("/", 1)[-1]: r for r in _export(sessions, config)}
+    assert all(r["text_source"] == "page" for r in rows.values())
+    on_topic = {f"{a.slug}.html" for a in articles if a.on_topic}
+    found = {name for name, r in rows.items() if r["relevant"]}
+    assert on_topic <= found, f"missed on-topic articles: {on_topic - found}"
+    syndicated = [a for a in articles if len(a.feeds) > 1][0]
+    assert "utm_source" not in rows[f"{syndicated.slug}.html"]["url"]
+
+
+def _export(sessions, config):
+    with sessions() as session:
+        return list(repo.export_rows(session, topic=config.topics[0].name))
+
+
+def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embedder, config):
+    settings = settings.model_copy(update={"read_timeout": 1.0, "max_page_bytes": 200_000})
+    refused = f"http://127.0.0.1:{closed_port()}/story.html"
+    latin1 = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Caf\xe9</title>'
+        "<item><title>D\xe9put\xe9s d\xe9battent</title><link>/latin/1.html</link><description>r\xe9sum\xe9</description></item>"
+        "</channel></rss>"
+    ).encode("latin-1")
+
+    def slow(_request):
+        time.sleep(3)
+        return Reply(200, rss([]), RSS)
+
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        good_items = [
+            ("Good story one", site.url("/good/1.html"), "First summary."),
+            ("Good story two", site.url("/good/2.html?utm_source=rss"), "Second summary."),
+            ("Refused host", refused, "The summary of a story whose host refuses connections."),
+            ("Huge page", site.url("/good/huge.html"), "The summary of a huge page."),
+            ("Binary page", site.url("/good/file.pdf"), "The summary of a PDF."),
+        ]
+        site.routes.update(
+            {
+                "/good.xml": Reply(200, rss(good_items), RSS),
+                "/good/1.html": Reply(200, page("Good story one"), HTML),
+                "/good/2.html": Reply(200, page("Good story two"), HTML),
+                "/good/huge.html": Reply(200, b"<html><body>" + b"<p>word </p>" * 100_000 + b"</body></html>", HTML),
+                "/good/file.pdf": Reply(200, b"%PDF-1.7\x00\x01\x02" * 100, {"Content-Type": "application/pdf"}),
+                "/slow.xml": slow,
+                "/missing.xml": Reply(404, b"gone", {"Content-Type": "text/plain"}),
+                "/broken.xml": Reply(500, b"oops", {"Content-Type": "text/plain"}),
+                "/html.xml": Reply(200, b"<!doctype html><html><body><h1>Welcome</h1></body></html>", HTML),
+                "/latin1.xml": Reply(200, latin1, {"Content-Type": "application/xml"}),
+                "/latin/1.html": Reply(200, page("Latin one"), HTML),
+                "/loop.xml": Reply(302, b"", {"Location": "/loop2.xml"}),
+                "/loop2.xml": Reply(302, b"", {"Location": "/loop.xml"}),
+                "/busy.xml": Reply(429, b"slow down", {"Retry-After": "3600"}),
+            }
+        )
+        feeds = {name: site.url(f"/{name}.xml") for name in ("good", "slow", "missing", "broken", "html", "latin1", "loop", "busy")}
+        names = sync(sessions, feeds)
+        outcomes = run_all(sessions, deps, names)
+
+        assert outcomes["good"].ok and outcomes["good"].new_articles == 5
+        assert outcomes["latin1"].ok and outcomes["latin1"].new_articles == 1
+        for name, words in {
+            "slow": "timed out",
+            "missing": "HTTP 404",
+            "broken": "HTTP 500",
+            "html": "HTML page, not a feed",
+            "loop": "redirect",
+            "busy": "retry after 3600",
+        }.items():
+            assert not outcomes[name].ok and words in outcomes[name].error, (name, outcomes[name].error)
+
+        rows = {r["title"]: r for r in _export(sessions, config)}
+        assert rows["Good story one"]["text_source"] == "page"
+        assert rows["Good story two"]["url"] == site.url("/good/2.html")
+        for title in ("Refused host", "Huge page", "Binary page"):
+            assert rows[title]["text_source"] == "summary", title
+        assert rows["Déput\u00e9s débattent"]["text_source"] == "page"
+
+        with sessions() as session:
+            feeds_by_name = {f.name: f for f in session.scalars(select(Feed))}
+            failures = [f.message for f in session.scalars(select(FetchFailure))]
+        assert (feeds_by_name["busy"].next_due_at - datetime.now(timezone.utc)).total_seconds() > 3000
+        assert feeds_by_name["missing"].error_count == 1 and "404" in feeds_by_name["missing"].last_error
+        assert any(refused in message for message in failures)
+
+        stored = count_articles(sessions)
+        site.routes["/good.xml"] = Reply(500, b"down", {"Content-Type": "text/plain"})
+        again = run_all(sessions, deps, names)
+        assert not again["good"].ok
+        assert count_articles(sessions) == stored  # nothing already stored is lost
+        with sessions() as session:
+            assert session.get(Feed, names["good"]).error_count == 1
+
+
+def test_second_run_stores_no_duplicates_and_feed_state_survives(sessions, settings, embedder, config):
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        site.routes.update(
+            {
+                "/a.xml": Reply(200, rss([("One", site.url("/1.html"), "s"), ("Two", site.url("/2.html#top"), "s")]), {**RSS, "ETag": '"v1"'}),
+                "/1.html": Reply(200, page("One"), HTML),
+                "/2.html": Reply(200, page("Two"), HTML),
+            }
+        )
+        names = sync(sessions, {"a": site.url("/a.xml")})
+        assert run_all(sessions, deps, names)["a"].new_articles == 2
+        with sessions() as session:
+            assert session.get(Feed, names["a"]).etag == '"v1"'
+        assert run_all(sessions, deps, names)["a"].new_articles == 0
+        assert count_articles(sessions) == 2
+        pages_fetched = [r.path for r in site.requests if r.path.endswith(".html")]
+        assert sorted(pages_fetched) == ["/1.html", "/2.html"]  # an article seen before is never fetched again
+
+
+def test_etag_that_never_changes_while_content_does(sessions, settings, embedder, config):
+    """A server that answers 200 with the same ETag: the content hash notices the change."""
+    settings = settings.model_copy(update={"full_refresh": 0})
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        items = [("One", site.url("/1.html"), "s")]
+        site.routes.update({"/1.html": Reply(200, page("One"), HTML), "/2.html": Reply(200, page("Two"), HTML)})
+        site.routes["/f.xml"] = lambda _r: Reply(200, rss(items), {**RSS, "ETag": '"same"'})
+        names = sync(sessions, {"f": site.url("/f.xml")})
+        assert run_all(sessions, deps, names)["f"].new_articles == 1
+        assert run_all(sessions, deps, names)["f"].not_modified  # same bytes: nothing to parse
+        items.append(("Two", site.url("/2.html"), "s"))
+        assert run_all(sessions, deps, names)["f"].new_articles == 1
+        assert count_articles(sessions) == 2
+
+
+def test_conditional_get_uses_stored_validators(sessions, settings, embedder, config):
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        def feed(request):
+            if request.headers.get("if-none-match") == '"v1"':
+                return Reply(304, b"", {"ETag": '"v1"'})
+            return Reply(200, rss([("One", site.url("/1.html"), "s")]), {**RSS, "ETag": '"v1"'})
+
+        site.routes.update({"/f.xml": feed, "/1.html": Reply(200, page("One"), HTML)})
+        names = sync(sessions, {"f": site.url("/f.xml")})
+        run_all(sessions, deps, names)
+        with sessions.begin() as session:  # the full refresh is done; the next poll is conditional
+            session.get(Feed, names["f"]).last_full_fetch_at = datetime.now(timezone.utc)
+        assert run_all(sessions, deps, names)["f"].not_modified
+        assert site.requests[-1].headers.get("if-none-match") == '"v1"'
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [backoff_delay(600, n, 3600) for n in (1, 2, 3, 4, 5)] == [600, 1200, 2400, 3600, 3600]
