@@ -48,6 +48,8 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
         raise NotAFeed(f"invalid JSON Feed: {exc}") from exc
     entries = []
     for item in doc.get("items") or []:
+        if not isinstance(item, dict):
+            continue
         link = item.get("url") or item.get("external_url") or item.get("id")
         if not isinstance(link, str) or not link.strip():
             continue
@@ -57,13 +59,16 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
                 try:
                     published = datetime.fromisoformat(str(item[key]).replace("Z", "+00:00"))
                 except ValueError:
-                    published = None
+                    break
+                if published.tzinfo is None:
+                    published = published.replace(tzinfo=timezone.utc)
+                published = published.astimezone(timezone.utc)
                 break
         summary = item.get("summary") or html_to_text(item.get("content_html") or "") or item.get("content_text") or ""
         entries.append(
             FeedEntry(
                 url=urljoin(url, link.strip()),
-                title=(item.get("title") or "").strip(),
+                title=item["title"].strip() if isinstance(item.get("title"), str) else "",
                 summary=summary.strip(),
                 published=published,
                 guid=str(item.get("id")) if item.get("id") is not None else None,
@@ -80,9 +85,11 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
         if not parsed.entries:
             raise NotAFeed("JSON Feed without items")
         return parsed
-    headers = {"content-location": url}
-    if content_type:
-        headers["content-type"] = content_type
+    media_type = content_type.split(";")[0].strip().lower()
+    if not media_type or (media_type == "text/xml" and "charset" not in content_type.lower()):
+        # feedparser flags a missing type, and applies RFC 3023's us-ascii default to bare text/xml.
+        content_type = "application/xml"
+    headers = {"content-location": url, "content-type": content_type}
     # A stream, never a str or bytes: feedparser would treat those as a URL or a file name.
     doc = feedparser.parse(io.BytesIO(content), response_headers=headers)
     entries = []
@@ -112,6 +119,6 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
             raise NotAFeed("got an HTML page, not a feed")
         if problem:
             raise NotAFeed(f"not a readable feed ({problem})")
-        if not doc.version:
+        if not doc.get("version"):
             raise NotAFeed("not a feed")
     return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem)

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 ROBOTS_MAX_BYTES = 512_000
 ROBOTS_TTL = 24 * 3600
+ROBOTS_UNREACHABLE_TTL = 600
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 BINARY_SNIFF_BYTES = 2048
 
@@ -113,7 +114,7 @@ class Fetcher:
         self.sleep = sleep
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
-        self._robots: dict[str, tuple[float, RobotFileParser | None]] = {}
+        self._robots: dict[str, tuple[float, RobotFileParser | FetchError | None]] = {}
         self._robots_lock = threading.Lock()
 
     @classmethod
@@ -155,25 +156,32 @@ class Fetcher:
         raise AssertionError("unreachable")
 
     def allowed(self, url: str) -> bool:
-        """Whether robots.txt of the URL's site lets us fetch it (RFC 9309: 4xx allows, 5xx forbids)."""
+        """Whether robots.txt of the URL's site lets us fetch it (RFC 9309: 4xx allows, 5xx forbids).
+
+        An unreachable site raises its FetchError, so the reason a page was skipped is the real one.
+        """
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc}"
         now = self.clock()
         with self._robots_lock:
             cached = self._robots.get(origin)
-        if cached is None or now - cached[0] > ROBOTS_TTL:
+        if cached is None or now - cached[0] > (ROBOTS_UNREACHABLE_TTL if isinstance(cached[1], FetchError) else ROBOTS_TTL):
             cached = (now, self._load_robots(origin))
             with self._robots_lock:
                 self._robots[origin] = cached
         rules = cached[1]
+        if isinstance(rules, FetchError):
+            raise FetchError(url, f"site unreachable (robots.txt: {rules.reason})")
         return True if rules is None else rules.can_fetch(self.user_agent_token, url)
 
-    def _load_robots(self, origin: str) -> RobotFileParser | None:
+    def _load_robots(self, origin: str) -> RobotFileParser | FetchError | None:
         rules = RobotFileParser(origin + "/robots.txt")
         try:
             response = self._get_once(origin + "/robots.txt", {}, max_bytes=ROBOTS_MAX_BYTES, page=False)
         except FetchError as exc:
-            if exc.status is not None and exc.status >= 500:
+            if exc.status is None:
+                return exc
+            if exc.status >= 500:
                 rules.disallow_all = True
                 return rules
             return None

@@ -59,6 +59,10 @@ class _Server(ThreadingHTTPServer):
     routes: dict[str, Route]
     requests: list[Request]
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that hangs up (after a size cap, say) is normal here, not worth a traceback."""
+        log.debug("client %s went away", client_address)
+
 
 class LocalSite:
     """Serves routes on host:port (port 0 picks a free one) in a background thread; use as a context manager."""
