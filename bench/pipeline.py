@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import resource
 import tempfile
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from monitor.classify import Document, TopicScorer
@@ -28,6 +29,32 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _serve_sites(articles, ready, stop) -> None:
+    """The outlets, one per loopback address, in a process of their own as real sites would be."""
+    with ExitStack() as stack:
+        urls = []
+        for index in range(FEEDS):
+            site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}"))
+            chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * PER_FEED : (index + 1) * PER_FEED]]
+            site.routes.update(site_routes(chunk, site.base_url, site_name=f"Outlet {index}"))
+            urls.append(f"{site.base_url}/feeds/news.xml")
+        ready.put(urls)
+        stop.wait()
+
+
+@contextmanager
+def outlets(articles):
+    context = multiprocessing.get_context("fork")
+    ready, stop = context.Queue(), context.Event()
+    process = context.Process(target=_serve_sites, args=(articles, ready, stop), daemon=True)
+    process.start()
+    try:
+        yield ready.get(timeout=120)
+    finally:
+        stop.set()
+        process.join(timeout=10)
+
+
 def main() -> dict:
     config = load_config(ROOT / "feeds.yaml")
     articles = generate_articles(FEEDS * PER_FEED)
@@ -38,12 +65,8 @@ def main() -> dict:
         engine = make_engine(settings.database_url)
         upgrade(engine)
         sessions = session_factory(engine)
-        specs = []
-        for index in range(FEEDS):
-            site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}"))
-            chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * PER_FEED : (index + 1) * PER_FEED]]
-            site.routes.update(site_routes(chunk, site.base_url, site_name=f"Outlet {index}"))
-            specs.append(FeedSpec(name=f"outlet-{index}", url=f"{site.base_url}/feeds/news.xml"))
+        urls = stack.enter_context(outlets(articles))
+        specs = [FeedSpec(name=f"outlet-{index}", url=url) for index, url in enumerate(urls)]
         with sessions.begin() as session:
             repo.sync_feeds(session, specs, now=utcnow())
             feed_ids = repo.active_feed_ids(session)
