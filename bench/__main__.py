@@ -1,6 +1,8 @@
 """Run every benchmark and print the figures the README quotes."""
 
-from bench import pipeline
+from bench import pipeline, stories, topic
 
 if __name__ == "__main__":
+    topic.report(topic.main())
+    stories.report(stories.main())
     pipeline.report(pipeline.main())

@@ -1,19 +1,29 @@
-"""Topic scoring: how close an article is to what a topic is about."""
+"""Topic detection: a small logistic model over meaning (embedding similarities) and lexical evidence (tags)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+from pydantic import BaseModel
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
 
 from monitor.config import TopicSpec
 from monitor.domain import TopicVerdict
 from monitor.embed import Embedder
+from monitor.tags import Tagger, Tags
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.5
+SIMILARITY_FEATURES = ["sim_description", "sim_examples", "sim_negatives", "sim_margin"]
+FOLDS = 5
+REGULARISATION = 1.0
+FALLBACK_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -28,36 +38,242 @@ class Document:
         return f"{self.title}\n{self.text}" if self.title else self.text
 
 
-class TopicScorer:
-    """Scores documents by cosine similarity to the topic's description and examples."""
+@dataclass(frozen=True)
+class Labelled:
+    """An item of a labelled set (JSON Lines with the fields of `monitor eval`)."""
 
-    def __init__(self, spec: TopicSpec, embedder: Embedder):
+    id: str
+    document: Document
+    relevant: bool
+    vendors: list[str]
+    countries: list[str]
+    actions: list[str]
+
+
+def read_labelled(path: Path) -> list[Labelled]:
+    items = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+            items.append(
+                Labelled(
+                    id=str(raw.get("id", number)),
+                    document=Document(str(raw.get("title") or ""), str(raw.get("text") or "")),
+                    relevant=bool(raw["relevant"]),
+                    vendors=list(raw.get("vendors") or []),
+                    countries=list(raw.get("countries") or []),
+                    actions=list(raw.get("actions") or []),
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a labelled item ({exc})") from exc
+    return items
+
+
+class TopicModel(BaseModel):
+    """Trained parameters of one topic, cached as JSON and keyed by the fingerprint of what they came from."""
+
+    topic: str
+    fingerprint: str
+    features: list[str]
+    mean: list[float]
+    scale: list[float]
+    coef: list[float]
+    intercept: float
+    threshold: float
+    trained_on: int
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        z = (matrix - np.asarray(self.mean)) / np.asarray(self.scale)
+        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+
+
+class Featurizer:
+    """Features of documents for one topic: similarity to its description and examples, and its tag evidence."""
+
+    def __init__(self, spec: TopicSpec, embedder: Embedder, tagger: Tagger):
         self.spec = spec
         self.embedder = embedder
-        self.threshold = spec.threshold if spec.threshold is not None else DEFAULT_THRESHOLD
-        self._examples: np.ndarray | None = None
-        self._labels: list[str] = []
+        self.tagger = tagger
+        self._anchors: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self.example_labels = [f"example {i + 1}: {_headline(t)}" for i, t in enumerate(spec.examples)]
 
-    def _example_vectors(self) -> np.ndarray:
-        if self._examples is None:
-            texts = [self.spec.description, *self.spec.examples]
-            self._labels = ["description"] + [f"example {i + 1}" for i in range(len(self.spec.examples))]
-            self._examples = self.embedder.embed(texts)
-        return self._examples
+    def anchors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._anchors is None:
+            description = self.embedder.embed([self.spec.description])
+            examples = self.embedder.embed(self.spec.examples or [self.spec.description])
+            negatives = self.embedder.embed(self.spec.negative_examples) if self.spec.negative_examples else None
+            dim = description.shape[1]
+            self._anchors = (description, examples, negatives if negatives is not None else np.zeros((0, dim), np.float32))
+        return self._anchors
+
+    @property
+    def names(self) -> list[str]:
+        return SIMILARITY_FEATURES + self.tagger.feature_names
+
+    def features(self, documents: list[Document], vectors: np.ndarray) -> tuple[np.ndarray, list[Tags], np.ndarray]:
+        """The feature matrix, the tags of each document, and the index of each one's closest example."""
+        description, examples, negatives = self.anchors()
+        to_description = (vectors @ description.T)[:, 0] if len(vectors) else np.zeros(0)
+        to_examples = vectors @ examples.T if len(vectors) else np.zeros((0, len(examples)))
+        to_negatives = vectors @ negatives.T if len(negatives) and len(vectors) else np.zeros((len(vectors), 1))
+        best_example = to_examples.max(axis=1) if len(vectors) else np.zeros(0)
+        best_negative = to_negatives.max(axis=1) if len(vectors) else np.zeros(0)
+        tags = [self.tagger.tag(d.title, d.text) for d in documents]
+        lexical = np.array([[t.features[name] for name in self.tagger.feature_names] for t in tags], dtype=np.float64)
+        similarity = np.column_stack([to_description, best_example, best_negative, best_example - best_negative])
+        matrix = np.hstack([similarity, lexical.reshape(len(documents), -1)]) if len(documents) else np.zeros((0, len(self.names)))
+        closest = to_examples.argmax(axis=1) if len(vectors) else np.zeros(0, dtype=int)
+        return matrix, tags, closest
+
+
+def _headline(text: str) -> str:
+    """A short label for an example: its first line that reads like a sentence, not navigation or a dateline."""
+    for line in text.splitlines()[:40]:
+        words = line.split()
+        if 6 <= len(words) <= 40 and sum(w[0].islower() or w[0].isdigit() for w in words) >= len(words) * 0.4:
+            return " ".join(words[:14]) + ("…" if len(words) > 14 else "")
+    return " ".join(text.split()[:14])
+
+
+def fingerprint(spec: TopicSpec, training: list[Labelled], model_name: str) -> str:
+    payload = json.dumps(
+        {
+            "spec": spec.model_dump(mode="json"),
+            "training": [(i.document.title, i.document.text, i.relevant) for i in training],
+            "model": model_name,
+            "features": SIMILARITY_FEATURES,
+            "version": 1,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def fit(matrix: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, LogisticRegression]:
+    mean = matrix.mean(axis=0)
+    scale = matrix.std(axis=0)
+    scale[scale == 0] = 1.0
+    model = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=2000)
+    model.fit((matrix - mean) / scale, labels)
+    return mean, scale, model
+
+
+def out_of_fold(matrix: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Each item's probability from a model that never saw it."""
+    probabilities = np.zeros(len(labels))
+    splitter = StratifiedKFold(n_splits=min(folds, int(labels.sum()), int((~labels).sum())), shuffle=True, random_state=seed)
+    for train, test in splitter.split(matrix, labels):
+        mean, scale, model = fit(matrix[train], labels[train])
+        probabilities[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1]
+    return probabilities
+
+
+def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    """The threshold of best F1 on held-out probabilities; ties go to the lower one (recall first)."""
+    best, best_f1 = FALLBACK_THRESHOLD, -1.0
+    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+        predicted = probabilities >= threshold
+        tp = float((predicted & labels).sum())
+        f1 = 2 * tp / (predicted.sum() + labels.sum()) if tp else 0.0
+        if f1 > best_f1 + 1e-9:
+            best, best_f1 = float(threshold), f1
+    return best
+
+
+def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
+    """Fit on every item; the threshold comes from out-of-fold probabilities, never from the fitted items."""
+    documents = [item.document for item in training]
+    matrix, _, _ = featurizer.features(documents, vectors)
+    labels = np.array([item.relevant for item in training])
+    threshold = best_threshold(out_of_fold(matrix, labels), labels)
+    mean, scale, model = fit(matrix, labels)
+    return TopicModel(
+        topic=spec.name,
+        fingerprint=key,
+        features=featurizer.names,
+        mean=mean.tolist(),
+        scale=scale.tolist(),
+        coef=model.coef_[0].tolist(),
+        intercept=float(model.intercept_[0]),
+        threshold=spec.threshold if spec.threshold is not None else threshold,
+        trained_on=len(training),
+    )
+
+
+class TopicScorer:
+    """Scores documents against one topic and tags them, with the evidence of each verdict."""
+
+    def __init__(self, spec: TopicSpec, embedder: Embedder, *, training: list[Labelled] | None = None, cache_dir: Path | None = None):
+        self.spec = spec
+        self.embedder = embedder
+        self.tagger = Tagger(spec)
+        self.featurizer = Featurizer(spec, embedder, self.tagger)
+        self.training = training or []
+        self.cache_dir = cache_dir
+        self._model: TopicModel | None = None
+
+    @property
+    def model(self) -> TopicModel | None:
+        """The trained model, loaded from the cache or trained once; None when the topic has no training set."""
+        if self._model is None and self.training:
+            key = fingerprint(self.spec, self.training, getattr(self.embedder, "model_name", type(self.embedder).__name__))
+            path = self.cache_dir / f"{self.spec.name}-{key}.json" if self.cache_dir else None
+            if path and path.is_file():
+                self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
+            else:
+                log.info("training topic %s on %d labelled items", self.spec.name, len(self.training))
+                vectors = self.embedder.embed([item.document.for_embedding for item in self.training])
+                self._model = train_topic(self.spec, self.training, self.featurizer, vectors, key=key)
+                if path:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(self._model.model_dump_json(indent=1), encoding="utf-8")
+        return self._model
+
+    @property
+    def threshold(self) -> float:
+        if self.model is not None:
+            return self.model.threshold
+        return self.spec.threshold if self.spec.threshold is not None else FALLBACK_THRESHOLD
 
     def score(self, documents: list[Document], vectors: np.ndarray) -> list[TopicVerdict]:
-        examples = self._example_vectors()
-        similarities = vectors @ examples.T if len(documents) else np.zeros((0, len(examples)))
+        matrix, tags, closest = self.featurizer.features(documents, vectors)
+        model = self.model
+        if model is not None:
+            scores = model.probabilities(matrix) if len(documents) else np.zeros(0)
+        else:
+            scores = np.clip(matrix[:, SIMILARITY_FEATURES.index("sim_examples")], 0, 1) if len(documents) else np.zeros(0)
+        threshold = self.threshold
         verdicts = []
-        for row in similarities:
-            best = int(np.argmax(row))
-            score = float(np.clip(row[best], 0.0, 1.0))
+        for row, tag, example, score in zip(matrix, tags, closest, scores):
+            relevant = bool(score >= threshold)
             verdicts.append(
                 TopicVerdict(
                     topic=self.spec.name,
-                    score=round(score, 4),
-                    relevant=score >= self.threshold,
-                    why={"closest": self._labels[best], "similarity": round(float(row[best]), 4)},
+                    score=round(float(score), 4),
+                    relevant=relevant,
+                    vendors=tag.vendors,
+                    countries=tag.countries,
+                    actions=tag.actions,
+                    why=self._why(row, tag, int(example), model),
                 )
             )
         return verdicts
+
+    def _why(self, row: np.ndarray, tag: Tags, example: int, model: TopicModel | None) -> dict:
+        labels = self.featurizer.example_labels or ["description"]
+        why = {
+            "closest_example": labels[min(example, len(labels) - 1)],
+            "similarity": round(float(row[SIMILARITY_FEATURES.index("sim_examples")]), 3),
+            "vendor_phrases": tag.evidence.get("vendors", []),
+            "subject_phrases": tag.evidence.get("subjects", []),
+            "action_phrases": tag.evidence.get("actions", []),
+            "country_phrases": tag.evidence.get("countries", []),
+        }
+        if model is not None:
+            z = (row - np.asarray(model.mean)) / np.asarray(model.scale) * np.asarray(model.coef)
+            order = np.argsort(-np.abs(z))[:3]
+            why["strongest_signals"] = [f"{model.features[i]} {'+' if z[i] > 0 else '-'}{abs(z[i]):.1f}" for i in order]
+        return why

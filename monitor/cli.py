@@ -20,13 +20,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.classify import Document, TopicScorer
-from monitor.config import Config, ConfigError, FeedSpec, Settings, load_config
+from monitor.classify import Document, TopicScorer, read_labelled
+from monitor.config import Config, ConfigError, FeedSpec, Settings, TopicSpec, load_config
 from monitor.domain import FeedOutcome
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.dedup import Deduper
+from monitor.pipeline import Deps, load_deduper, rescore_all, run_pass, utcnow
 from monitor.scheduler import build_scheduler, serve_forever
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
@@ -53,36 +54,54 @@ class App:
     sessions: sessionmaker[Session]
 
 
-def _load(config_path: Path | None, *, verbose: bool = False) -> App:
+def _configure(config_path: Path | None, *, verbose: bool = False) -> tuple[Settings, Config]:
     _setup_logging(verbose)
     settings = Settings()
     if config_path is not None:
         settings = settings.model_copy(update={"config": config_path})
     try:
-        config = load_config(settings.config)
+        return settings, load_config(settings.config)
     except ConfigError as exc:
         typer.echo(f"error in configuration:\n{exc}", err=True)
         raise typer.Exit(2) from exc
+
+
+def _topic(config: Config, name: str | None) -> TopicSpec:
+    try:
+        return config.topic(name)
+    except KeyError as exc:
+        raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
+
+
+def _load(config_path: Path | None, *, verbose: bool = False) -> App:
+    settings, config = _configure(config_path, verbose=verbose)
     engine = make_engine(settings.database_url)
     upgrade(engine)
     return App(settings, config, session_factory(engine))
 
 
-def _scorers(config: Config, embedder) -> list[TopicScorer]:
-    return [TopicScorer(topic, embedder) for topic in config.topics]
+def _scorer(topic: TopicSpec, embedder, settings: Settings) -> TopicScorer:
+    training = [item for path in topic.training for item in read_labelled(path)]
+    return TopicScorer(topic, embedder, training=training, cache_dir=settings.model_cache)
+
+
+def _scorers(config: Config, embedder, settings: Settings) -> list[TopicScorer]:
+    return [_scorer(topic, embedder, settings) for topic in config.topics]
 
 
 @contextmanager
 def _deps(app: App, settings: Settings | None = None):
     settings = settings or app.settings
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
     with build_client(settings) as client:
         yield Deps(
             settings=settings,
             sessions=app.sessions,
             fetcher=Fetcher.from_settings(client, settings),
             embedder=embedder,
-            scorers=_scorers(app.config, embedder),
+            scorers=_scorers(app.config, embedder, settings),
+            deduper=deduper,
         )
 
 
@@ -193,10 +212,7 @@ def export(
     if format not in writers:
         raise typer.BadParameter(f"{format!r} is not one of jsonl, csv, atom", param_hint="--format")
     app_ = _load(config)
-    try:
-        topic_name = app_.config.topic(topic).name
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
+    topic_name = _topic(app_.config, topic).name
     stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         with app_.sessions() as session:
@@ -228,20 +244,13 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score JSON Lines against a topic: one JSON line out per line in, in order."""
-    _setup_logging(False)
-    settings = Settings().model_copy(update={"config": config} if config else {})
-    try:
-        spec = load_config(settings.config).topic(topic)
-    except ConfigError as exc:
-        typer.echo(f"error in configuration:\n{exc}", err=True)
-        raise typer.Exit(2) from exc
-    except KeyError as exc:
-        raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
+    settings, loaded = _configure(config)
+    spec = _topic(loaded, topic)
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
     with stream:
         items = _read_jsonl(stream)
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
-    scorer = TopicScorer(spec, embedder)
+    scorer = _scorer(spec, embedder, settings)
     good = [item for item, _ in items if item is not None]
     documents = [Document(str(item.get("title") or ""), str(item.get("text") or "")) for item in good]
     verdicts = iter(scorer.score(documents, embedder.embed([d.for_embedding for d in documents])))
@@ -264,6 +273,64 @@ def score(
                 ensure_ascii=False,
             )
         )
+
+
+@app.command("eval")
+def evaluate(
+    file: Annotated[Optional[Path], typer.Argument(help="Labelled JSON Lines (default: the topic's training files, cross-validated).")] = None,
+    stories: Annotated[Optional[Path], typer.Option("--stories", help="Evaluate story folding instead, on JSON Lines of articles with their story group and copy_of.")] = None,
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic name (default: the first).")] = None,
+    negatives: Annotated[Optional[Path], typer.Option("--negatives", help="JSON Lines of real off-topic news (title, summary, content) for the false-positive rate.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The report as JSON.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Precision, recall and F1 of the topic detector (or, with --stories, of story folding) against labelled data."""
+    from monitor.topic_eval import evaluate as run_evaluation
+    from monitor.topic_eval import read_negatives, render
+
+    settings, loaded = _configure(config)
+    spec = _topic(loaded, topic)
+    if stories is not None:
+        from monitor.story_eval import evaluate_stories, read_story_items, render_stories
+        from monitor.tags import Tagger
+
+        try:
+            story_items = read_story_items(stories)
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(str(exc), param_hint="--stories") from exc
+        embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+        report = evaluate_stories(story_items, embedder, Tagger(spec))
+        typer.echo(json.dumps(report, indent=1) if as_json else render_stories(report))
+        return
+    files = [file] if file else spec.training
+    if not files:
+        raise typer.BadParameter(f"topic {spec.name} has no training files; give a labelled FILE")
+    try:
+        items = [item for path in files for item in read_labelled(path)]
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="FILE") from exc
+    default_negatives = settings.config.resolve().parent.parent / "shared" / "data" / "negatives" / "feed_items.jsonl"
+    negatives = negatives or (default_negatives if default_negatives.is_file() else None)
+    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    scorer = _scorer(spec, embedder, settings)
+    cross_validate = file is None or file.resolve() in {p.resolve() for p in spec.training}
+    report = run_evaluation(scorer, items, cross_validate=cross_validate, negatives=read_negatives(negatives) if negatives else None)
+    typer.echo(json.dumps(report, indent=1, ensure_ascii=False) if as_json else render(report))
+
+
+@app.command()
+def rescore(
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Only this topic (default: every topic).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Score every stored article again with the current topic definitions, without fetching anything."""
+    app_ = _load(config)
+    topics = [_topic(app_.config, topic)] if topic else app_.config.topics
+    embedder = SentenceTransformerEmbedder(app_.settings.model, batch_size=app_.settings.embed_batch_size)
+    scorers = [_scorer(t, embedder, app_.settings) for t in topics]
+    counts = rescore_all(app_.sessions, scorers, embedder, now=utcnow())
+    for name, (total, relevant) in counts.items():
+        typer.echo(f"{name}: {total} articles scored, {relevant} relevant")
 
 
 @app.command()

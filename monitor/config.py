@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///data/monitor.db", description="SQLAlchemy URL of the store.")
     model: str = Field("", description="sentence-transformers model name or path; empty: the packaged all-MiniLM-L6-v2.")
     embed_batch_size: int = Field(32, ge=1, description="Texts embedded per model call.")
+    model_cache: Path = Field(Path("data/models"), description="Folder of trained topic models (retrained when a topic changes).")
     user_agent: str = Field(
         "monitor/0.1 (news monitoring bot; set MONITOR_USER_AGENT to add a contact address)",
         description="User-Agent of every request; add a contact address in production.",
@@ -100,6 +101,15 @@ class TopicSpec(BaseModel):
     countries: dict[str, list[str]] = Field(default_factory=dict)
     actions: dict[str, list[str]] = Field(default_factory=dict)
     subjects: list[str] = Field(default_factory=list)
+    training: list[Path] = Field(default_factory=list)
+
+    @field_validator("training")
+    @classmethod
+    def _files_exist(cls, paths: list[Path]) -> list[Path]:
+        for path in paths:
+            if not path.is_file():
+                raise ValueError(f"training file {path} not found")
+        return paths
 
 
 class Config(BaseModel):
@@ -147,11 +157,14 @@ def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) ->
     return index
 
 
-def _resolve_example_files(raw: dict, base: Path) -> None:
-    """Replace {file: path} examples by the file's text; a missing file is skipped with a warning."""
+def _resolve_topic_files(raw: dict, base: Path) -> None:
+    """Replace {file: path} examples by the file's text (a missing one is skipped with a warning);
+    make training paths absolute."""
     for topic in raw.get("topics") or []:
         if not isinstance(topic, dict):
             continue
+        if isinstance(topic.get("training"), list):
+            topic["training"] = [str((base / str(p)).resolve()) for p in topic["training"]]
         for key in ("examples", "negative_examples"):
             items = topic.get(key)
             if not isinstance(items, list):
@@ -185,7 +198,7 @@ def load_config(path: Path | str) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: expected a mapping with 'feeds' and 'topics'")
     lines = _line_index(node) if node is not None else {}
-    _resolve_example_files(raw, path.parent)
+    _resolve_topic_files(raw, path.parent)
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:

@@ -29,3 +29,13 @@ def extraction_f1(pairs: Iterable[tuple[str, str]]) -> Scores:
     """Mean per-page precision, recall and F1 over (predicted, truth) pairs."""
     scores = [token_scores(predicted, truth) for predicted, truth in pairs]
     return Scores(*(mean(getattr(s, name) for s in scores) for name in ("precision", "recall", "f1")))
+
+
+def binary_scores(predicted: list[bool], gold: list[bool]) -> Scores:
+    tp = sum(p and g for p, g in zip(predicted, gold))
+    fp = sum(p and not g for p, g in zip(predicted, gold))
+    fn = sum(g and not p for p, g in zip(predicted, gold))
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(precision, recall, f1)

@@ -11,7 +11,7 @@ from xml.etree import ElementTree as ET
 
 FIELDS = [
     "url", "title", "source", "published", "text", "text_source", "topic", "score", "relevant",
-    "story_id", "duplicate_of", "vendors", "countries", "actions", "why",
+    "story_id", "duplicate_of", "copy_kind", "vendors", "countries", "actions", "why",
 ]
 ATOM = "http://www.w3.org/2005/Atom"
 

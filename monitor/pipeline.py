@@ -13,13 +13,23 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExec
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import Document, TopicScorer
 from monitor.config import Settings
-from monitor.dedup import canonical_url, content_hash
+from monitor.dedup import (
+    Deduper,
+    Incoming,
+    Placement,
+    canonical_url,
+    content_hash,
+    signature,
+    signature_from_bytes,
+    signature_to_bytes,
+)
 from monitor.domain import Candidate, FeedEntry, FeedOutcome
-from monitor.embed import Embedder, to_bytes
+from monitor.embed import Embedder, from_bytes, to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater
@@ -62,6 +72,8 @@ class Deps:
     clock: Callable[[], datetime] = utcnow
     page_pool: Executor | None = None
     timings: Timings = field(default_factory=Timings)
+    deduper: Deduper = field(default_factory=Deduper)
+    on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
 
 
 @dataclass
@@ -201,8 +213,12 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
     )
 
 
+def _when(candidate: Candidate, now: datetime) -> datetime:
+    return candidate.published if candidate.published and candidate.published <= now else now
+
+
 def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
-    """Embed, score and store a poll's new articles together with the feed's new state, in one transaction."""
+    """Embed, score, place in stories and store a poll's new articles with the feed's new state, in one transaction."""
     if poll.feed_state is None:
         return poll.outcome
     documents = [Document(c.title, c.text) for c in poll.candidates]
@@ -210,29 +226,99 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
         vectors = deps.embedder.embed([d.for_embedding for d in documents])
     with deps.timings.measure("score"):
         per_topic = [scorer.score(documents, vectors) for scorer in deps.scorers]
+    with deps.timings.measure("dedup"):
+        signatures = [signature(c.text) for c in poll.candidates]
     items = [
         repo.StoredArticle(
             candidate=c,
             content_hash=content_hash(c.text),
             embedding=to_bytes(vectors[i]),
             verdicts=[verdicts[i] for verdicts in per_topic],
+            minhash=signature_to_bytes(signatures[i]) if signatures[i] is not None else None,
         )
         for i, c in enumerate(poll.candidates)
     ]
     now = deps.clock()
-    with deps.timings.measure("store"), deps.sessions.begin() as session:
-        interval = repo.feed_state(session, poll.feed_id).interval_seconds
-        stored = repo.add_articles(session, items, now=now)
-        repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
-        repo.record_feed_success(
-            session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
-        )
+    with deps.deduper.lock:
+        deps.deduper.prune(now)
+        try:
+            with deps.timings.measure("store"), deps.sessions.begin() as session:
+                interval = repo.feed_state(session, poll.feed_id).interval_seconds
+                stored = repo.add_articles(session, items, now=now)
+                for index, candidate in enumerate(poll.candidates):
+                    if candidate.url in stored:
+                        _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
+                repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
+                repo.record_feed_success(
+                    session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
+                )
+        except Exception:
+            load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
+            raise
     poll.outcome.new_articles = len(stored)
     if per_topic:
         poll.outcome.relevant = sum(
             1 for c, verdict in zip(poll.candidates, per_topic[0]) if verdict.relevant and c.url in stored
         )
     return poll.outcome
+
+
+def _first_topic(deps: Deps) -> str:
+    return deps.scorers[0].spec.name if deps.scorers else ""
+
+
+def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArticle, sig, vector, now: datetime) -> None:
+    tags = item.verdicts[0] if item.verdicts else None
+    incoming = Incoming(
+        key=article_id,
+        content_hash=item.content_hash,
+        signature=sig,
+        vector=vector,
+        when=_when(item.candidate, now),
+        vendors=frozenset(tags.vendors if tags else ()),
+        countries=frozenset(tags.countries if tags else ()),
+        actions=frozenset(tags.actions if tags else ()),
+    )
+    with deps.timings.measure("dedup"):
+        placement = deps.deduper.place(incoming)
+    story_id, newly_relevant = repo.place_article(
+        session,
+        article_id,
+        story_id=placement.story,
+        duplicate_of_id=placement.duplicate_of,
+        copy_kind=placement.copy_kind,
+        tags=tags,
+        verdicts=item.verdicts,
+        now=now,
+    )
+    deps.deduper.remember(incoming, placement, story=story_id)
+    if deps.on_relevant_story:
+        for topic in newly_relevant:
+            deps.on_relevant_story(session, story_id, topic)
+
+
+def load_deduper(deduper: Deduper, sessions: sessionmaker[Session], *, topic: str, now: datetime) -> Deduper:
+    """Fill the deduper's indexes from the store: the articles its windows reach (restarts lose nothing)."""
+    deduper.clear()
+    since = now - max(deduper.rules.window, deduper.rules.copy_window)
+    with sessions() as session:
+        for row in repo.recent_articles(session, since=since, topic=topic):
+            if row.embedding is None or row.story_id is None:
+                continue
+            incoming = Incoming(
+                key=row.id,
+                content_hash=row.content_hash,
+                signature=signature_from_bytes(row.minhash) if row.minhash else None,
+                vector=from_bytes(row.embedding),
+                when=row.when,
+                vendors=frozenset(row.vendors),
+                countries=frozenset(row.countries),
+                actions=frozenset(row.actions),
+            )
+            placement = Placement(duplicate_of=row.duplicate_of_id, copy_kind=row.copy_kind, story=row.story_id)
+            deduper.remember(incoming, placement, story=row.story_id)
+    deduper.prune(now)
+    return deduper
 
 
 def _crashed(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
@@ -284,3 +370,30 @@ def run_pass(
                 if on_done:
                     on_done(outcome)
     return outcomes
+
+
+def rescore_all(
+    sessions: sessionmaker[Session], scorers: list[TopicScorer], embedder: Embedder, *, now: datetime, batch: int = 256
+) -> dict[str, tuple[int, int]]:
+    """Score stored articles again from their stored text and vectors: (articles, relevant) per topic."""
+    counts = {scorer.spec.name: [0, 0] for scorer in scorers}
+    after = 0
+    while True:
+        with sessions() as session:
+            rows = repo.articles_after(session, after, limit=batch)
+        if not rows:
+            break
+        documents = [Document(row.title, row.text) for row in rows]
+        missing = [i for i, row in enumerate(rows) if row.embedding is None]
+        vectors = [from_bytes(row.embedding) if row.embedding is not None else None for row in rows]
+        for i, vector in zip(missing, embedder.embed([documents[i].for_embedding for i in missing])):
+            vectors[i] = vector
+        matrix = np.vstack(vectors)
+        with sessions.begin() as session:
+            for scorer in scorers:
+                for row, verdict in zip(rows, scorer.score(documents, matrix)):
+                    repo.save_verdicts(session, row.id, [verdict], now=now)
+                    counts[scorer.spec.name][0] += 1
+                    counts[scorer.spec.name][1] += verdict.relevant
+        after = rows[-1].id
+    return {name: (total, relevant) for name, (total, relevant) in counts.items()}

@@ -47,14 +47,20 @@ def local_news():
         yield site
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """One trained topic model for every command run by these tests."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
-def workdir(tmp_path, local_news):
+def workdir(tmp_path, local_news, model_cache):
     config = tmp_path / "feeds.yaml"
     config.write_text(
         "feeds:\n"
         f"  - {{name: Local News, url: '{local_news.url('/news.xml')}', interval: 1h}}\n"
         f"  - {{name: Broken Feed, url: '{local_news.url('/down.xml')}', interval: 1h}}\n"
-        "topics:\n" + TOPIC_YAML.replace("../shared/", str(ROOT.parent / "shared") + "/"),
+        "topics:\n" + TOPIC_YAML.replace("../shared/", f"{ROOT.parent / 'shared'}/").replace("eval/", f"{ROOT / 'eval'}/"),
         encoding="utf-8",
     )
     env = {
@@ -62,6 +68,7 @@ def workdir(tmp_path, local_news):
         "MONITOR_CONFIG": str(config),
         "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
         "MONITOR_HOST_DELAY": "0",
+        "MONITOR_MODEL_CACHE": str(model_cache),
     }
     return tmp_path, env
 

@@ -67,6 +67,35 @@ class Feed(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class Story(Base):
+    """One news event: its articles (copies, rewrites by other outlets) under one headline."""
+
+    __tablename__ = "stories"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    url: Mapped[str] = mapped_column(Text)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_updated_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    article_count: Mapped[int] = mapped_column(Integer, default=1)
+    vendors: Mapped[list] = mapped_column(JSON, default=list)
+    countries: Mapped[list] = mapped_column(JSON, default=list)
+    actions: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class StoryTopic(Base):
+    """A topic's view of a story: its best score and whether any of its articles is relevant."""
+
+    __tablename__ = "story_topics"
+
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    relevant: Mapped[bool] = mapped_column(Boolean, index=True)
+    relevant_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Article(Base):
     """One article, keyed by its canonical URL (exact dedup is this unique constraint)."""
 
@@ -87,7 +116,11 @@ class Article(Base):
     page_error: Mapped[str | None] = mapped_column(Text)
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
     embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    minhash: Mapped[bytes | None] = mapped_column(LargeBinary)
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="SET NULL"), index=True)
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="SET NULL"), index=True)
+    copy_kind: Mapped[str | None] = mapped_column(String(8))
 
 
 class ArticleTopic(Base):

@@ -8,11 +8,11 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from monitor.config import FeedSpec
 from monitor.domain import Candidate, TopicVerdict
-from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure
+from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 
 URL_BATCH = 500
 
@@ -41,6 +41,24 @@ class StoredArticle:
     content_hash: str
     embedding: bytes | None
     verdicts: list[TopicVerdict]
+    minhash: bytes | None = None
+
+
+@dataclass(frozen=True)
+class RecentArticle:
+    """What the deduper needs to know of a stored article to place new ones against it."""
+
+    id: int
+    story_id: int | None
+    duplicate_of_id: int | None
+    copy_kind: str | None
+    content_hash: str
+    minhash: bytes | None
+    embedding: bytes | None
+    when: datetime
+    vendors: list[str]
+    countries: list[str]
+    actions: list[str]
 
 
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
@@ -170,6 +188,7 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
             page_error=c.page_error,
             content_hash=item.content_hash,
             embedding=item.embedding,
+            minhash=item.minhash,
             fetched_at=now,
         )
         try:
@@ -201,6 +220,98 @@ def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict
         )
 
 
+def articles_after(session: Session, after_id: int, *, limit: int) -> list[Article]:
+    """A page of stored articles in id order, for work over the whole store."""
+    return list(session.scalars(select(Article).where(Article.id > after_id).order_by(Article.id).limit(limit)))
+
+
+def recent_articles(session: Session, *, since: datetime, topic: str) -> Iterator[RecentArticle]:
+    """Articles fetched since a time, oldest first, with one topic's tags: the deduper's indexes on start."""
+    query = (
+        select(Article, ArticleTopic)
+        .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
+        .where(Article.fetched_at >= since)
+        .order_by(Article.id)
+    )
+    for article, verdict in session.execute(query).yield_per(1000):
+        yield RecentArticle(
+            id=article.id,
+            story_id=article.story_id,
+            duplicate_of_id=article.duplicate_of_id,
+            copy_kind=article.copy_kind,
+            content_hash=article.content_hash,
+            minhash=article.minhash,
+            embedding=article.embedding,
+            when=article.published_at if article.published_at and article.published_at <= article.fetched_at else article.fetched_at,
+            vendors=verdict.vendors if verdict else [],
+            countries=verdict.countries if verdict else [],
+            actions=verdict.actions if verdict else [],
+        )
+
+
+def _merged(first: list, second: list) -> list:
+    return list(dict.fromkeys([*first, *second]))
+
+
+def place_article(
+    session: Session,
+    article_id: int,
+    *,
+    story_id: int | None,
+    duplicate_of_id: int | None,
+    copy_kind: str | None,
+    tags: TopicVerdict | None,
+    verdicts: list[TopicVerdict],
+    now: datetime,
+) -> tuple[int, list[str]]:
+    """Put a stored article in its story (a new one when story_id is None).
+
+    Returns the story id and the topics for which the story has just become relevant (the alerts to send).
+    """
+    article = session.get_one(Article, article_id)
+    article.duplicate_of_id, article.copy_kind = duplicate_of_id, copy_kind
+    if copy_kind == "text":
+        article.text = ""  # the same words are stored once, with the original
+    vendors, countries, actions = (tags.vendors, tags.countries, tags.actions) if tags else ([], [], [])
+    if story_id is None:
+        story = Story(
+            title=article.title,
+            url=article.url,
+            first_seen_at=now,
+            last_updated_at=now,
+            published_at=article.published_at,
+            article_count=1,
+            vendors=vendors,
+            countries=countries,
+            actions=actions,
+        )
+        session.add(story)
+        session.flush()
+    else:
+        story = session.get_one(Story, story_id, with_for_update=True)
+        story.article_count += 1
+        story.last_updated_at = now
+        story.vendors = _merged(story.vendors, vendors)
+        story.countries = _merged(story.countries, countries)
+        story.actions = _merged(story.actions, actions)
+        earlier = article.published_at and (story.published_at is None or article.published_at < story.published_at)
+        if earlier and copy_kind is None:
+            story.title, story.url, story.published_at = article.title, article.url, article.published_at
+    article.story_id = story.id
+    newly_relevant = []
+    for verdict in verdicts:
+        view = None if story_id is None else session.get(StoryTopic, (story.id, verdict.topic))
+        if view is None:
+            view = StoryTopic(story_id=story.id, topic=verdict.topic, score=verdict.score, relevant=False)
+            session.add(view)
+        view.score = max(view.score, verdict.score)
+        if verdict.relevant and not view.relevant:
+            view.relevant, view.relevant_since = True, now
+            newly_relevant.append(verdict.topic)
+    session.flush()
+    return story.id, newly_relevant
+
+
 def feeds_overview(session: Session) -> list[Feed]:
     return list(session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name)))
 
@@ -211,27 +322,30 @@ def article_counts(session: Session) -> dict[int, int]:
 
 def export_rows(session: Session, *, topic: str, relevant_only: bool = False) -> Iterator[dict]:
     """Every stored article with its verdict on one topic, oldest first."""
+    original = aliased(Article)
     query = (
-        select(Article, Feed.name, ArticleTopic)
+        select(Article, Feed.name, ArticleTopic, original.url, original.text)
         .outerjoin(Feed, Feed.id == Article.feed_id)
         .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
+        .outerjoin(original, original.id == Article.duplicate_of_id)
         .order_by(Article.id)
     )
     if relevant_only:
         query = query.where(ArticleTopic.relevant.is_(True))
-    for article, source, verdict in session.execute(query).yield_per(200):
+    for article, source, verdict, original_url, original_text in session.execute(query).yield_per(200):
         yield {
             "url": article.url,
             "title": article.title,
             "source": source or article.site_name,
             "published": article.published_at.isoformat() if article.published_at else None,
-            "text": article.text,
+            "text": original_text if article.copy_kind == "text" else article.text,
             "text_source": article.text_source,
             "topic": topic,
             "score": verdict.score if verdict else None,
             "relevant": verdict.relevant if verdict else None,
-            "story_id": None,
-            "duplicate_of": None,
+            "story_id": article.story_id,
+            "duplicate_of": original_url,
+            "copy_kind": article.copy_kind,
             "vendors": verdict.vendors if verdict else [],
             "countries": verdict.countries if verdict else [],
             "actions": verdict.actions if verdict else [],

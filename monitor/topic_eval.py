@@ -1,0 +1,146 @@
+"""`monitor eval`: the topic detector against a labelled set, beside a keyword baseline, with tag accuracy."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from monitor.classify import Document, Labelled, TopicScorer, best_threshold, fit, out_of_fold
+from monitor.config import TopicSpec
+from monitor.evaluate import Scores, binary_scores
+from monitor.tags import Tags
+
+FOLDS = 5
+
+
+class KeywordBaseline:
+    """What keyword alerts do: any vendor name and any ban word, anywhere in the text."""
+
+    BAN_WORDS = r"ban|bans|banned|banning|bar|bars|barred|prohibit\w*|blacklist\w*|sanction\w*|remov\w*|restrict\w*"
+
+    def __init__(self, spec: TopicSpec):
+        names = sorted({alias for aliases in spec.vendors.values() for alias in aliases} | set(spec.vendors), key=len, reverse=True)
+        self.vendor = re.compile(r"\b(?:" + "|".join(re.escape(n) for n in names) + r")\b", re.IGNORECASE) if names else None
+        self.ban = re.compile(rf"\b(?:{self.BAN_WORDS})\b", re.IGNORECASE)
+
+    def relevant(self, document: Document) -> bool:
+        text = document.for_embedding
+        return bool(self.vendor and self.vendor.search(text) and self.ban.search(text))
+
+
+def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndarray) -> list[bool]:
+    """Decisions for every item from models that never saw it; each fold picks its threshold on its own training part."""
+    matrix, _, _ = scorer.featurizer.features([i.document for i in items], vectors)
+    labels = np.array([i.relevant for i in items])
+    decisions = np.zeros(len(items), dtype=bool)
+    for train, test in StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=1).split(matrix, labels):
+        threshold = scorer.spec.threshold or best_threshold(out_of_fold(matrix[train], labels[train]), labels[train])
+        mean, scale, model = fit(matrix[train], labels[train])
+        decisions[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1] >= threshold
+    return decisions.tolist()
+
+
+def tag_accuracy(items: list[Labelled], tags: list[Tags]) -> dict:
+    """On the relevant items: vendor sets exactly right, acting country found, action sets, per action P/R."""
+    pairs = [(item, tag) for item, tag in zip(items, tags) if item.relevant]
+    if not pairs:
+        return {}
+    vendors_exact = np.mean([set(i.vendors) == set(t.vendors) for i, t in pairs])
+    with_country = [(i, t) for i, t in pairs if i.countries]
+    country_found = np.mean([set(i.countries) <= set(t.countries) for i, t in with_country]) if with_country else 0.0
+    countries_exact = np.mean([set(i.countries) == set(t.countries) for i, t in with_country]) if with_country else 0.0
+    actions_any = np.mean([bool(set(i.actions) & set(t.actions)) for i, t in pairs])
+    actions_exact = np.mean([set(i.actions) == set(t.actions) for i, t in pairs])
+    per_action = {}
+    for action in sorted({a for i, _ in pairs for a in i.actions} | {a for _, t in pairs for a in t.actions}):
+        predicted = [action in t.actions for _, t in pairs]
+        gold = [action in i.actions for i, _ in pairs]
+        scores = binary_scores(predicted, gold)
+        per_action[action] = {"precision": round(scores.precision, 3), "recall": round(scores.recall, 3), "support": sum(gold)}
+    return {
+        "items": len(pairs),
+        "vendors_exact": round(float(vendors_exact), 3),
+        "acting_country_found": round(float(country_found), 3),
+        "countries_exact": round(float(countries_exact), 3),
+        "actions_overlap": round(float(actions_any), 3),
+        "actions_exact": round(float(actions_exact), 3),
+        "per_action": per_action,
+    }
+
+
+def _rounded(scores: Scores) -> dict:
+    return {k: round(v, 3) for k, v in asdict(scores).items()}
+
+
+def read_negatives(path: Path) -> list[Document]:
+    """Real news on other topics (title, summary, content), as the pipeline would see them."""
+    documents = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            raw = json.loads(line)
+            documents.append(Document(raw.get("title") or "", raw.get("content") or raw.get("summary") or ""))
+    return documents
+
+
+def evaluate(scorer: TopicScorer, items: list[Labelled], *, cross_validate: bool, negatives: list[Document] | None = None) -> dict:
+    baseline = KeywordBaseline(scorer.spec)
+    vectors = scorer.embedder.embed([i.document.for_embedding for i in items])
+    gold = [i.relevant for i in items]
+    if cross_validate:
+        decisions = cross_validated(scorer, items, vectors)
+    else:
+        decisions = [v.relevant for v in scorer.score([i.document for i in items], vectors)]
+    tags = [scorer.tagger.tag(i.document.title, i.document.text) for i in items]
+    report = {
+        "topic": scorer.spec.name,
+        "items": len(items),
+        "relevant_items": sum(gold),
+        "method": f"{FOLDS}-fold cross-validation" if cross_validate else "model trained on the topic's training set",
+        "detector": _rounded(binary_scores(decisions, gold)),
+        "keyword_baseline": _rounded(binary_scores([baseline.relevant(i.document) for i in items], gold)),
+        "threshold": round(scorer.threshold, 3),
+        "tags": tag_accuracy(items, tags),
+    }
+    if negatives:
+        verdicts = scorer.score(negatives, scorer.embedder.embed([d.for_embedding for d in negatives]))
+        flagged = [d.title for d, v in zip(negatives, verdicts) if v.relevant]
+        report["real_negatives"] = {
+            "items": len(negatives),
+            "detector_false_positive_rate": round(len(flagged) / len(negatives), 4),
+            "keyword_false_positive_rate": round(sum(baseline.relevant(d) for d in negatives) / len(negatives), 4),
+            "detector_false_positives": flagged,
+        }
+    return report
+
+
+def render(report: dict) -> str:
+    lines = [
+        f"topic {report['topic']}: {report['items']} items ({report['relevant_items']} relevant), {report['method']}",
+        f"{'':18}{'precision':>10}{'recall':>10}{'F1':>10}",
+    ]
+    for name in ("detector", "keyword_baseline"):
+        s = report[name]
+        lines.append(f"{name.replace('_', ' '):18}{s['precision']:>10.3f}{s['recall']:>10.3f}{s['f1']:>10.3f}")
+    lines.append(f"F1 gain over keywords: {report['detector']['f1'] - report['keyword_baseline']['f1']:+.3f}; threshold {report['threshold']}")
+    if "real_negatives" in report:
+        n = report["real_negatives"]
+        lines.append(
+            f"real negatives ({n['items']}): false-positive rate detector {n['detector_false_positive_rate']:.2%}, "
+            f"keywords {n['keyword_false_positive_rate']:.2%}"
+        )
+        lines.extend(f"  flagged: {title}" for title in n["detector_false_positives"][:10])
+    tags = report["tags"]
+    if tags:
+        lines.append(
+            f"tags on {tags['items']} relevant items: vendors exact {tags['vendors_exact']:.1%}, acting country found "
+            f"{tags['acting_country_found']:.1%} (exact {tags['countries_exact']:.1%}), actions exact {tags['actions_exact']:.1%} "
+            f"(overlap {tags['actions_overlap']:.1%})"
+        )
+        for action, s in tags["per_action"].items():
+            lines.append(f"  {action:24} precision {s['precision']:.2f}  recall {s['recall']:.2f}  ({s['support']})")
+    return "\n".join(lines)
