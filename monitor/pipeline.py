@@ -194,8 +194,12 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         log.info("feed %s is malformed but readable: %s", state.name, parsed.problem)
     entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
     with deps.sessions() as session:
-        known = repo.known_urls(session, [canonical_url(e.url) for e in entries])
-    fresh = [e for e in entries if canonical_url(e.url) not in known]
+        known = repo.known_titles(session, [canonical_url(e.url) for e in entries])
+    # New URLs, and stored ones whose headline the feed has since changed (an edited article).
+    fresh = [
+        e for e in entries
+        if canonical_url(e.url) not in known or (e.title and known[canonical_url(e.url)] != e.title)
+    ]
 
     def read(entry: FeedEntry) -> Candidate:
         return read_article(
@@ -248,6 +252,8 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
                 for index, candidate in enumerate(poll.candidates):
                     if candidate.url in stored:
                         _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
+                    elif (updated := repo.update_article(session, items[index], now=now)) is not None:
+                        _refresh_story(session, deps, updated[1], items[index].verdicts, now)
                 repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
                 repo.record_feed_success(
                     session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
@@ -294,6 +300,14 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
     deps.deduper.remember(incoming, placement, story=story_id)
     if deps.on_relevant_story:
         for topic in newly_relevant:
+            deps.on_relevant_story(session, story_id, topic)
+
+
+def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts, now: datetime) -> None:
+    if story_id is None:
+        return
+    for topic in repo.update_story_topics(session, story_id, verdicts, now=now):
+        if deps.on_relevant_story:
             deps.on_relevant_story(session, story_id, topic)
 
 

@@ -175,3 +175,25 @@ def test_a_crash_while_storing_leaves_nothing_half_done(sessions, settings, embe
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Article)) == 5
         assert session.scalar(select(func.count()).select_from(Story)) == 2
+
+
+def test_an_edited_article_updates_itself_in_its_story(sessions, settings, embedder, config):
+    original = STORY_ITEMS["s01-a"]
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        def feed(title):
+            return Reply(200, rss([(title, site.url("/uk.html"), "s")]), RSS)
+
+        site.routes["/uk.html"] = Reply(200, f"<html><body><article><h1>t</h1><p>{original['text']}</p></article></body></html>".encode(), HTML)
+        site.routes["/f.xml"] = feed(original["title"])
+        feed_ids = sync(sessions, {"f": site.url("/f.xml")})
+        run_pass(feed_ids, deps)
+        edited = original["text"] + " Updated: the Cabinet Office published the list of affected sites on Friday."
+        site.routes["/uk.html"] = Reply(200, f"<html><body><article><h1>t</h1><p>{edited}</p></article></body></html>".encode(), HTML)
+        site.routes["/f.xml"] = feed(original["title"] + " (updated)")
+        run_pass(feed_ids, deps)
+    with sessions() as session:
+        articles = list(session.scalars(select(Article)))
+        stories = list(session.scalars(select(Story)))
+    assert len(articles) == 1 and len(stories) == 1
+    assert articles[0].title.endswith("(updated)") and "list of affected sites" in articles[0].text
+    assert stories[0].title.endswith("(updated)") and articles[0].story_id == stories[0].id

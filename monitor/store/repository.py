@@ -153,13 +153,41 @@ def record_feed_success(session: Session, feed_id: int, *, now: datetime, next_d
     )
 
 
-def known_urls(session: Session, urls: Iterable[str]) -> set[str]:
+def known_titles(session: Session, urls: Iterable[str]) -> dict[str, str]:
+    """The stored title of each URL already stored."""
     urls = list(dict.fromkeys(urls))
-    found: set[str] = set()
+    found: dict[str, str] = {}
     for start in range(0, len(urls), URL_BATCH):
         chunk = urls[start : start + URL_BATCH]
-        found.update(session.scalars(select(Article.url).where(Article.url.in_(chunk))))
+        rows = session.execute(select(Article.url, Article.title).where(Article.url.in_(chunk)))
+        found.update((url, title) for url, title in rows)
     return found
+
+
+def known_urls(session: Session, urls: Iterable[str]) -> set[str]:
+    return set(known_titles(session, urls))
+
+
+def update_article(session: Session, item: StoredArticle, *, now: datetime) -> tuple[int, int | None] | None:
+    """An edited article replaces its own text, vectors and verdicts and stays in its story.
+
+    Returns its id and story id, or None when the URL is not stored.
+    """
+    c = item.candidate
+    article = session.scalar(select(Article).where(Article.url == c.url))
+    if article is None:
+        return None
+    article.title, article.text, article.text_source, article.page_error = c.title, c.text, c.text_source, c.page_error
+    article.summary, article.content_hash, article.embedding, article.minhash = c.summary, item.content_hash, item.embedding, item.minhash
+    article.copy_kind = article.duplicate_of_id = None
+    save_verdicts(session, article.id, item.verdicts, now=now)
+    if article.story_id is not None:
+        story = session.get_one(Story, article.story_id)
+        story.last_updated_at = now
+        if story.url == article.url:
+            story.title = article.title
+    session.flush()
+    return article.id, article.story_id
 
 
 def add_articles(session: Session, items: list[StoredArticle], *, now: datetime) -> dict[str, int]:
@@ -298,18 +326,25 @@ def place_article(
         if earlier and copy_kind is None:
             story.title, story.url, story.published_at = article.title, article.url, article.published_at
     article.story_id = story.id
+    return story.id, update_story_topics(session, story.id, verdicts, now=now, new=story_id is None)
+
+
+def update_story_topics(
+    session: Session, story_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False
+) -> list[str]:
+    """Fold an article's verdicts into its story's; returns the topics for which the story just became relevant."""
     newly_relevant = []
     for verdict in verdicts:
-        view = None if story_id is None else session.get(StoryTopic, (story.id, verdict.topic))
+        view = None if new else session.get(StoryTopic, (story_id, verdict.topic))
         if view is None:
-            view = StoryTopic(story_id=story.id, topic=verdict.topic, score=verdict.score, relevant=False)
+            view = StoryTopic(story_id=story_id, topic=verdict.topic, score=verdict.score, relevant=False)
             session.add(view)
         view.score = max(view.score, verdict.score)
         if verdict.relevant and not view.relevant:
             view.relevant, view.relevant_since = True, now
             newly_relevant.append(verdict.topic)
     session.flush()
-    return story.id, newly_relevant
+    return newly_relevant
 
 
 def feeds_overview(session: Session) -> list[Feed]:
