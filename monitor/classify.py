@@ -16,6 +16,7 @@ from sklearn.model_selection import StratifiedKFold
 from monitor.config import TopicSpec
 from monitor.domain import TopicVerdict
 from monitor.embed import Embedder
+from monitor.evaluate import jsonl_records
 from monitor.tags import Tagger, Tags
 
 log = logging.getLogger(__name__)
@@ -52,11 +53,8 @@ class Labelled:
 
 def read_labelled(path: Path) -> list[Labelled]:
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, raw in jsonl_records(path):
         try:
-            raw = json.loads(line)
             items.append(
                 Labelled(
                     id=str(raw.get("id", number)),
@@ -67,8 +65,8 @@ def read_labelled(path: Path) -> list[Labelled]:
                     actions=list(raw.get("actions") or []),
                 )
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{path}:{number}: not a labelled item ({exc})") from exc
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a labelled item (missing or wrong {exc})") from exc
     return items
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 from monitor.classify import Document
 from monitor.dedup import Deduper, Incoming, StoryRules, canonical_url, content_hash, signature
 from monitor.embed import Embedder
-from monitor.evaluate import binary_scores
+from monitor.evaluate import binary_scores, jsonl_records
 from monitor.tags import Tagger
 
 
@@ -27,11 +26,8 @@ class StoryItem:
 
 def read_story_items(path: Path) -> list[StoryItem]:
     items = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, raw in jsonl_records(path):
         try:
-            raw = json.loads(line)
             items.append(
                 StoryItem(
                     id=str(raw["id"]),
@@ -42,7 +38,7 @@ def read_story_items(path: Path) -> list[StoryItem]:
                     published=datetime.fromisoformat(str(raw["published"]).replace("Z", "+00:00")),
                 )
             )
-        except (ValueError, KeyError, TypeError) as exc:
+        except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{number}: not a story item ({exc})") from exc
     return items
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict
 from pathlib import Path
@@ -12,7 +11,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from monitor.classify import Document, Labelled, TopicScorer, best_threshold, fit, out_of_fold
 from monitor.config import TopicSpec
-from monitor.evaluate import Scores, binary_scores
+from monitor.evaluate import Scores, binary_scores, jsonl_records
 from monitor.tags import Tags
 
 FOLDS = 5
@@ -79,12 +78,9 @@ def _rounded(scores: Scores) -> dict:
 
 def read_negatives(path: Path) -> list[Document]:
     """Real news on other topics (title, summary, content), as the pipeline would see them."""
-    documents = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            raw = json.loads(line)
-            documents.append(Document(raw.get("title") or "", raw.get("content") or raw.get("summary") or ""))
-    return documents
+    return [
+        Document(raw.get("title") or "", raw.get("content") or raw.get("summary") or "") for _, raw in jsonl_records(path)
+    ]
 
 
 def evaluate(scorer: TopicScorer, items: list[Labelled], *, cross_validate: bool, negatives: list[Document] | None = None) -> dict:
