@@ -88,12 +88,12 @@ def sessions(database_url):
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    """Settings for tests: short timeouts, no politeness delay towards our own local servers."""
+    """Settings for tests: timeouts short, yet long enough for a busy CI machine; no politeness delay to our own servers."""
     return Settings(
         config=ROOT / "feeds.yaml",
         database_url=f"sqlite:///{tmp_path / 'monitor.db'}",
-        connect_timeout=2,
-        read_timeout=2,
+        connect_timeout=5,
+        read_timeout=5,
         host_delay=0,
         host_concurrency=4,
         fetch_workers=4,

@@ -103,7 +103,7 @@ def _export(sessions, config):
 
 
 def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embedder, config):
-    settings = settings.model_copy(update={"read_timeout": 1.0, "max_page_bytes": 200_000})
+    settings = settings.model_copy(update={"read_timeout": 3.0, "max_page_bytes": 200_000})
     refused = f"http://127.0.0.1:{closed_port()}/story.html"
     latin1 = (
         '<?xml version="1.0"?><rss version="2.0"><channel><title>Caf\xe9</title>'
@@ -112,7 +112,7 @@ def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embed
     ).encode("latin-1")
 
     def slow(_request):
-        time.sleep(3)
+        time.sleep(6)
         return Reply(200, rss([]), RSS)
 
     with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
