@@ -170,15 +170,16 @@ def out_of_fold(matrix: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, s
 
 
 def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold of best F1 on held-out probabilities; ties go to the lower one (recall first)."""
-    best, best_f1 = FALLBACK_THRESHOLD, -1.0
-    for threshold in np.round(np.arange(0.05, 0.96, 0.01), 2):
+    """The threshold of best F1 on held-out probabilities: the middle of the best plateau, away from both edges."""
+    thresholds = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    scores = []
+    for threshold in thresholds:
         predicted = probabilities >= threshold
         tp = float((predicted & labels).sum())
-        f1 = 2 * tp / (predicted.sum() + labels.sum()) if tp else 0.0
-        if f1 > best_f1 + 1e-9:
-            best, best_f1 = float(threshold), f1
-    return best
+        scores.append(2 * tp / (predicted.sum() + labels.sum()) if tp else 0.0)
+    best = max(scores)
+    plateau = [float(t) for t, f1 in zip(thresholds, scores) if f1 >= best - 1e-9]
+    return plateau[len(plateau) // 2] if best > 0 else FALLBACK_THRESHOLD
 
 
 def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
