@@ -7,13 +7,12 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 
-import pytest
 from sqlalchemy import func, select
 
 from monitor.classify import TopicScorer
 from monitor.config import FeedSpec
 from monitor.demo.server import LocalSite, Reply
-from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, render_rss, site_routes
+from monitor.demo.site import feed_urls, load_demo_articles, site_routes
 from monitor.fetch import Fetcher, build_client
 from monitor.pipeline import Deps, backoff_delay, run_pass
 from monitor.store import repository as repo

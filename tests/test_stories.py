@@ -6,7 +6,6 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
-import pytest
 from sqlalchemy import func, select
 
 from monitor.config import FeedSpec
