@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import signal
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,9 +27,14 @@ from monitor.domain import FeedOutcome
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
 from monitor.fetch import Fetcher, build_client
+from monitor.notify.email import Mailer
+from monitor.notify.digest import to_email
+from monitor.notify.outbox import MailChannel, Report, Sender, SlackChannel, digest_day
+from monitor.notify.slack import SlackWebhook
 from monitor.dedup import Deduper
 from monitor.pipeline import Deps, load_deduper, rescore_all, run_pass, utcnow
 from monitor.scheduler import build_scheduler, serve_forever
+from monitor.store import outbox
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 
@@ -88,8 +95,49 @@ def _scorers(config: Config, embedder, settings: Settings) -> list[TopicScorer]:
     return [_scorer(topic, embedder, settings) for topic in config.topics]
 
 
+def _sender(app: App, settings: Settings | None = None) -> Sender:
+    """The output channels that are configured: Slack routes whose webhook variable is set, SMTP when a host and recipients are."""
+    settings = settings or app.settings
+    outputs = app.config.outputs
+    slack = []
+    for route in outputs.slack:
+        url = route.url(settings)
+        if not url:
+            log.info("Slack route %s: %s is not set, so it sends nothing", route.name, route.webhook)
+            continue
+        try:
+            webhook = SlackWebhook(url, timeout=settings.read_timeout, max_wait=settings.slack_max_wait, name=route.name)
+        except ValueError as exc:
+            log.error("Slack route %s: %s holds no usable webhook: %s", route.name, route.webhook, exc)
+            continue
+        slack.append(SlackChannel(route, webhook))
+    recipients = settings.digest_recipients(outputs.digest.recipients)
+    mail = None
+    if settings.smtp_host and recipients:
+        mailer = Mailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            tls=settings.smtp_tls,
+            user=settings.smtp_user or None,
+            password=settings.smtp_password or None,
+            timeout=settings.smtp_timeout,
+        )
+        mail = MailChannel(mailer, settings.mail_from, recipients)
+    else:
+        log.info("digest email off: set MONITOR_SMTP_HOST and recipients (MONITOR_DIGEST_TO or outputs.digest.recipients)")
+    return Sender(
+        outputs=outputs,
+        topics=[topic.name for topic in app.config.topics],
+        sessions=app.sessions,
+        slack=slack,
+        mail=mail,
+        clock=utcnow,
+        max_backoff=settings.delivery_max_backoff,
+    )
+
+
 @contextmanager
-def _deps(app: App, settings: Settings | None = None):
+def _deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
     settings = settings or app.settings
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
@@ -101,6 +149,7 @@ def _deps(app: App, settings: Settings | None = None):
             embedder=embedder,
             scorers=_scorers(app.config, embedder, settings),
             deduper=deduper,
+            on_relevant_story=sender.owe_story if sender else None,
         )
 
 
@@ -159,16 +208,29 @@ def run(
     with app_.sessions.begin() as session:
         repo.sync_feeds(session, app_.config.feeds, now=utcnow())
     stop = _stop_on_signals()
-    with _deps(app_) as deps:
+    sender = _sender(app_)
+    with _deps(app_, sender=sender) as deps:
         if once:
             with app_.sessions() as session:
                 feed_ids = repo.active_feed_ids(session)
             _summary(_pass_with_progress(feed_ids, deps, stop))
+            _delivery_summary(sender.deliver_due())
             return
         with app_.sessions() as session:
             feeds = [f for f in repo.feeds_overview(session) if f.active]
-        scheduler = build_scheduler(deps, feeds, workers=app_.settings.fetch_workers)
+        if sender.mail is not None:
+            sender.plan_if_missed()
+        scheduler = build_scheduler(
+            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval
+        )
         serve_forever(scheduler, stop)
+
+
+def _delivery_summary(report: Report) -> None:
+    if report.sent or report.failed:
+        typer.echo(f"deliveries: {report.sent} sent, {report.failed} failed (see `monitor status`)")
+    for line in report.digests:
+        typer.echo(f"digest {line}")
 
 
 def _when(value: datetime | None) -> str:
@@ -195,7 +257,70 @@ def status(config: ConfigOption = None) -> None:
             (feed.last_error or "")[:80],
             _when(feed.next_due_at) if feed.active else "-",
         )
-    Console(width=200).print(table)
+    console = Console(width=200)
+    console.print(table)
+    _outbox_status(app_, console)
+
+
+def _outbox_status(app_: App, console: Console) -> None:
+    """Deliveries by state, the recent digests, and every delivery that failed or waits after an error."""
+    with app_.sessions() as session:
+        counts = outbox.outbox_counts(session)
+        problems = outbox.outbox_problems(session)
+        digests = outbox.recent_digests(session)
+    summary = ", ".join(f"{channel} {state}: {n}" for (channel, state), n in sorted(counts.items())) or "nothing owed yet"
+    console.print(f"deliveries: {summary}")
+    for run in digests:
+        when = _when(run.sent_at) if run.sent_at else f"due {_when(run.due_at)}"
+        console.print(f"digest {run.topic} {run.day}: {run.status}, {run.stories} stories, {when}" + (f", error: {run.last_error}" if run.last_error else ""))
+    if problems:
+        table = Table(title="deliveries failed or retrying")
+        for column in ("channel", "route", "what", "state", "attempts", "next try", "last error"):
+            table.add_column(column)
+        for row in problems:
+            next_try = _when(row.due_at) if row.status == "pending" else "given up"
+            table.add_row(row.channel, row.route, row.subject, row.status, str(row.attempts), next_try, (row.last_error or "")[:100])
+        console.print(table)
+
+
+@app.command()
+def digest(
+    date_: Annotated[Optional[datetime], typer.Option("--date", formats=["%Y-%m-%d"], help="The day (default: today in the digest's time zone).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the email (both parts) instead of sending it.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write to this file (.eml) instead of stdout.")] = None,
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic (default: the first).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Send again a digest that was already sent.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Build the digest of a day and send it (or, with --dry-run, show it)."""
+    app_ = _load(config)
+    sender = _sender(app_)
+    name = _topic(app_.config, topic).name
+    day = date_.date() if date_ else digest_day(utcnow(), app_.config.outputs.digest)
+    if dry_run:
+        built, _ = sender.build(name, day)
+        recipients = app_.settings.digest_recipients(app_.config.outputs.digest.recipients)
+        message = to_email(built, sender=app_.settings.mail_from, recipients=recipients or ["undisclosed-recipients:;"])
+        if output:
+            output.write_bytes(bytes(message))
+            typer.echo(f"{output}: {built.subject} ({built.stories} stories)")
+        else:
+            sys.stdout.write(message.as_string())
+        return
+    if sender.mail is None:
+        err.print("[red]no digest can be sent:[/] set MONITOR_SMTP_HOST and recipients (MONITOR_DIGEST_TO or outputs.digest.recipients in feeds.yaml)")
+        raise typer.Exit(2)
+    with app_.sessions.begin() as session:
+        run = outbox.plan_digest(session, topic=name, day=day.isoformat(), due_at=utcnow(), now=utcnow())
+        if run.status != "pending" and not force:
+            err.print(f"the {name} digest of {day} was already {run.status} at {_when(run.sent_at)}; --force sends it again")
+            raise typer.Exit(1)
+        run.status, run.due_at = "pending", utcnow()
+    report = Report()
+    sender.deliver_digests(report)
+    _delivery_summary(report)
+    if report.failed:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -219,6 +344,39 @@ def export(
     finally:
         if output:
             stream.close()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The archive: search pages and the JSON API (/api/search; documented at /docs)."""
+    import uvicorn
+
+    from monitor.store.search import VectorIndex
+    from monitor.web.app import create_app
+
+    app_ = _load(config, verbose=verbose)
+    embedder = SentenceTransformerEmbedder(app_.settings.model, batch_size=app_.settings.embed_batch_size)
+    vectors = VectorIndex()
+
+    def warm_up() -> None:
+        """Load the model and the vectors while the server already answers word searches."""
+        started = time.perf_counter()
+        embedder.embed(["warm up"])
+        with app_.sessions() as session:
+            vectors.refresh(session)
+        log.info("meaning search ready in %.1f s", time.perf_counter() - started)
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+    web = create_app(sessions=app_.sessions, embedder=embedder, config=app_.config, settings=app_.settings, vectors=vectors)
+    if host not in ("127.0.0.1", "localhost", "::1") and not app_.settings.api_token:
+        log.warning("serving on %s without MONITOR_API_TOKEN: anyone who reaches it can read the archive", host)
+    typer.echo(f"archive at http://{host}:{port}/ (API documentation at /docs)")
+    uvicorn.run(web, host=host, port=port, log_level="info" if verbose else "warning")
 
 
 def _read_jsonl(stream) -> list[tuple[dict | None, str | None]]:
@@ -332,6 +490,66 @@ def rescore(
         typer.echo(f"{name}: {total} articles scored, {relevant} relevant")
 
 
+@app.command("search")
+def search_archive(
+    query: Annotated[str, typer.Argument(help='Words to find ("quoted phrases", -word to leave out); empty: the newest stories.')] = "",
+    mode: Annotated[str, typer.Option("--mode", help="words, meaning or hybrid (both, fused).")] = "hybrid",
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic name (default: the first).")] = None,
+    all_stories: Annotated[bool, typer.Option("--all", help="Every story, not only those relevant to the topic.")] = False,
+    vendor: Annotated[Optional[list[str]], typer.Option("--vendor", help="Stories naming this vendor (repeat for any of several).")] = None,
+    country: Annotated[Optional[list[str]], typer.Option("--country", help="Stories acted on in this country: ISO alpha-2 or EU (repeatable).")] = None,
+    action: Annotated[Optional[list[str]], typer.Option("--action", help="Stories with this action: ban, removal, blacklist, … (repeatable).")] = None,
+    source: Annotated[Optional[list[str]], typer.Option("--source", help="Stories with an article from this outlet or feed (repeatable).")] = None,
+    since: Annotated[Optional[datetime], typer.Option("--since", help="Stories published on or after this day.", formats=["%Y-%m-%d"])] = None,
+    until: Annotated[Optional[datetime], typer.Option("--until", help="Stories published on or before this day.", formats=["%Y-%m-%d"])] = None,
+    sort: Annotated[str, typer.Option("--sort", help="best or newest.")] = "best",
+    page: Annotated[int, typer.Option("--page", help="Page of results.")] = 1,
+    limit: Annotated[int, typer.Option("--limit", help="Results per page (at most 100).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON in the shape of /api/search.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """The archive from the terminal: stories found by words, meaning or both, with filters."""
+    from rich.text import Text
+
+    from monitor.store.search import SearchError, SearchQuery, VectorIndex, search
+
+    app_ = _load(config)
+    wanted = SearchQuery(
+        q=query, mode=mode, topic=_topic(app_.config, topic).name, relevant=not all_stories,
+        vendors=tuple(vendor or ()), countries=tuple(country or ()), actions=tuple(action or ()), sources=tuple(source or ()),
+        since=since.date() if since else None, until=until.date() if until else None, sort=sort, page=page, per_page=limit,
+    )  # fmt: skip
+    vectors, vector = VectorIndex(), None
+    if query.strip() and mode != "words":
+        vector = SentenceTransformerEmbedder(app_.settings.model).embed([query])[0]
+    try:
+        with app_.sessions() as session:
+            if vector is not None:
+                vectors.refresh(session)
+            found = search(session, wanted, vectors=vectors, query_vector=vector)
+    except SearchError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    if found.notice:
+        err.print(f"note: {found.notice}", markup=False, highlight=False)
+    if as_json:
+        fields = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet")
+        results = [{name: getattr(hit, name) for name in fields} for hit in found.results]
+        typer.echo(json.dumps({"total": found.total, "results": results}, default=lambda d: d.isoformat(), ensure_ascii=False))
+        return
+    title = f"{found.total} {'story' if found.total == 1 else 'stories'}" + (f", page {page}" if found.total > limit else "")
+    table = Table(title=title, show_lines=True)
+    for column in ("score", "date", "headline", "tags", "sources", "snippet"):
+        table.add_column(column, overflow="fold")
+    for hit in found.results:
+        snippet = Text()
+        for number, part in enumerate(hit.snippet.replace("</mark>", "<mark>").split("<mark>")):
+            snippet.append(html.unescape(part), style="bold" if number % 2 else "")
+        tags = ", ".join(hit.vendors + hit.countries + hit.actions)
+        when = hit.published.strftime("%Y-%m-%d") if hit.published else "-"
+        table.add_row(f"{hit.score:.2f}", when, Text(hit.title), Text(tags), str(len(hit.sources)), snippet)  # Text: no markup
+    Console().print(table)
+
+
 @app.command()
 def demo(
     config: ConfigOption = None,
@@ -354,9 +572,12 @@ def demo(
             repo.sync_feeds(session, specs, now=utcnow())
             feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
         polite_to_ourselves = app_.settings.model_copy(update={"host_delay": 0.0, "host_concurrency": 8})
-        with _deps(app_, polite_to_ourselves) as deps:
+        sender = _sender(app_)
+        with _deps(app_, polite_to_ourselves, sender=sender) as deps:
             outcomes = _pass_with_progress(feed_ids, deps, _stop_on_signals())
+        report = sender.deliver_due()
     _summary(outcomes)
+    _delivery_summary(report)
     topic = app_.config.topics[0].name
     with app_.sessions() as session:
         found = [row for row in repo.export_rows(session, topic=topic, relevant_only=True)]

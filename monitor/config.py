@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+import string
+import datetime as dt
+from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -44,6 +49,23 @@ class Settings(BaseSettings):
     full_refresh: float = Field(
         6 * 3600, ge=0, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
     )
+    smtp_host: str = Field("", description="SMTP server of the digest; empty: no digest is sent.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 implicit TLS, 25 plain).")
+    smtp_tls: Literal["none", "starttls", "ssl"] = Field("starttls", description="SMTP security: none, starttls or ssl (implicit TLS).")
+    smtp_user: str = Field("", description="SMTP user; empty: no login.")
+    smtp_password: str = Field("", description="SMTP password (a secret: environment only).")
+    smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server.")
+    mail_from: str = Field("monitor@localhost", description="From address of the digest.")
+    digest_to: str = Field("", description="Comma-separated digest recipients; overrides the recipients in feeds.yaml.")
+    slack_webhook_url: str = Field("", description="The default Slack incoming webhook (a secret); routes may name other variables.")
+    delivery_interval: float = Field(15.0, gt=0, description="Seconds between two looks at the outbox for alerts and digests to send.")
+    delivery_max_backoff: float = Field(3600.0, gt=0, description="Longest wait, in seconds, before retrying a failed delivery.")
+    slack_max_wait: float = Field(30.0, ge=0, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
+    api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")
+
+    def digest_recipients(self, configured: list[str]) -> list[str]:
+        override = [address.strip() for address in self.digest_to.split(",") if address.strip()]
+        return override or configured
 
 
 def parse_duration(value: Any) -> int:
@@ -112,11 +134,156 @@ class TopicSpec(BaseModel):
         return paths
 
 
+def _clock_time(value: str) -> time:
+    try:
+        return time.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time of day such as 07:00") from None
+
+
+def _zone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{name!r} is not a time zone such as Europe/London or UTC") from None
+    return name
+
+
+SUBJECT_FIELDS = ("count", "stories", "topic", "day", "articles", "countries")
+DEFAULT_SUBJECT = "{stories} on {topic}, {day:%d %b %Y}"
+
+
+def check_subject_template(template: str) -> str:
+    """The template back when str.format can fill it with the digest's fields; else ValueError saying what is wrong.
+
+    Fields: {count} (a number), {stories} ("1 story", "7 stories"), {topic}, {day} (a date: {day:%d %b} works),
+    {articles}, {countries}.
+    """
+    allowed = ", ".join("{" + name + "}" for name in SUBJECT_FIELDS)
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise ValueError(f"subject template {template!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
+    for name in fields:
+        if name not in SUBJECT_FIELDS:
+            shown = "{" + name + "}" if name else "{}"
+            raise ValueError(f"subject template {template!r}: unknown field {shown}; use {allowed}")
+    try:
+        template.format(count=7, stories="7 stories", topic="topic", day=dt.date(2026, 1, 1), articles=19, countries=3)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"subject template {template!r}: {exc}") from None
+    return template
+
+
+
+class QuietHours(BaseModel):
+    """A daily window in which alerts are held, then sent as one message when it ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: time
+    end: time
+    timezone: str = "UTC"
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> time:
+        return value if isinstance(value, time) else _clock_time(str(value))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _zone(value)
+
+    def release_time(self, now: datetime) -> datetime | None:
+        """When an alert made at `now` may go out: None when now is outside the window."""
+        local = now.astimezone(ZoneInfo(self.timezone))
+        start, end = self.start, self.end
+        clock = local.time().replace(tzinfo=None)
+        inside = start <= clock < end if start < end else (clock >= start or clock < end)
+        if not inside or start == end:
+            return None
+        release = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
+        if release <= local:
+            release += timedelta(days=1)
+        return release.astimezone(now.tzinfo)
+
+
+class SlackRoute(BaseModel):
+    """Where a topic's alerts go: a webhook named by the environment variable that holds its URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    webhook: str = Field("MONITOR_SLACK_WEBHOOK_URL", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    name: str = ""
+    topics: list[str] = Field(default_factory=list)  # empty: every topic
+    min_score: float = Field(0.0, ge=0, le=1)
+    quiet_hours: QuietHours | None = None
+
+    @model_validator(mode="after")
+    def _named(self) -> SlackRoute:
+        self.name = self.name or self.webhook
+        return self
+
+    def url(self, settings: Settings) -> str:
+        """The webhook URL from the environment (MONITOR_SLACK_WEBHOOK_URL also through Settings)."""
+        if self.webhook == "MONITOR_SLACK_WEBHOOK_URL":
+            return settings.slack_webhook_url or os.environ.get(self.webhook, "")
+        return os.environ.get(self.webhook, "")
+
+    def wants(self, topic: str, score: float) -> bool:
+        return (not self.topics or topic in self.topics) and score >= self.min_score
+
+
+class DigestSpec(BaseModel):
+    """The daily email: when, to whom, and how its subject reads."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    time: dt.time = Field(default_factory=lambda: dt.time(7, 0))
+    timezone: str = "UTC"
+    recipients: list[str] = Field(default_factory=list)
+    subject: str = DEFAULT_SUBJECT
+    when_empty: Literal["send", "skip"] = "send"
+    topics: list[str] = Field(default_factory=list)  # empty: every topic
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time(cls, value: Any) -> dt.time:
+        return value if isinstance(value, dt.time) else _clock_time(str(value))
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        return _zone(value)
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        return check_subject_template(value)
+
+
+class Outputs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    slack: list[SlackRoute] = Field(default_factory=lambda: [SlackRoute()])
+    digest: DigestSpec = Field(default_factory=DigestSpec)
+    archive_url: str | None = None  # where `monitor serve` is reachable by readers: links in alerts and digests
+
+    @field_validator("archive_url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else None
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     feeds: list[FeedSpec] = Field(default_factory=list)
     topics: list[TopicSpec] = Field(min_length=1)
+    outputs: Outputs = Field(default_factory=Outputs)
 
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
@@ -126,6 +293,11 @@ class Config(BaseModel):
                 if name in seen:
                     raise ValueError(f"two {kind}s are named {name!r}")
                 seen.add(name)
+        known = {topic.name for topic in self.topics}
+        routed = [t for route in self.outputs.slack for t in route.topics] + self.outputs.digest.topics
+        for name in routed:
+            if name not in known:
+                raise ValueError(f"outputs name the topic {name!r}, which is not defined; known: {', '.join(sorted(known))}")
         return self
 
     def topic(self, name: str | None) -> TopicSpec:

@@ -78,3 +78,37 @@ class FeedOutcome:
     not_modified: bool = False
     error: str | None = None
     page_errors: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One article of a story as a reader sees it: who published what, where, when."""
+
+    article_id: int
+    outlet: str
+    title: str
+    url: str
+    published: datetime | None
+    copy_kind: str | None = None  # "text" or "near" for copies of another source
+
+
+@dataclass(frozen=True)
+class StoryView:
+    """A story as the outputs (Slack, digest, archive) show it, through one topic's eyes."""
+
+    id: int
+    topic: str
+    title: str
+    url: str
+    outlet: str
+    published: datetime | None
+    first_seen: datetime
+    relevant_since: datetime | None
+    score: float
+    relevant: bool
+    vendors: list[str]
+    countries: list[str]
+    actions: list[str]
+    why: dict  # the evidence of the story's best-scoring article
+    summary: str  # the lead of the best article's text
+    sources: list[Source]

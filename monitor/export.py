@@ -29,11 +29,16 @@ def write_csv(rows: Iterable[dict], stream: TextIO) -> None:
         writer.writerow({k: json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v for k, v in row.items()})
 
 
-def write_atom(rows: Iterable[dict], stream: TextIO, *, title: str = "monitor export") -> None:
+def write_atom(
+    rows: Iterable[dict], stream: TextIO, *, title: str = "monitor export", feed_id: str = "urn:monitor:export", link: str | None = None
+) -> None:
+    """Rows with url, title, published, and optional source, tags and text; link is the feed's own address."""
     ET.register_namespace("", ATOM)
     feed = ET.Element(f"{{{ATOM}}}feed")
     ET.SubElement(feed, f"{{{ATOM}}}title").text = title
-    ET.SubElement(feed, f"{{{ATOM}}}id").text = "urn:monitor:export"
+    ET.SubElement(feed, f"{{{ATOM}}}id").text = feed_id
+    if link:
+        ET.SubElement(feed, f"{{{ATOM}}}link", href=link, rel="self")
     ET.SubElement(feed, f"{{{ATOM}}}updated").text = datetime.now(timezone.utc).isoformat()
     for row in rows:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")

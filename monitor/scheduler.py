@@ -9,9 +9,11 @@ from datetime import timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.domain import FeedOutcome
+from monitor.notify.outbox import Sender, digest_day
 from monitor.pipeline import Deps, poll_feed
 from monitor.store import repository as repo
 from monitor.store.models import Feed
@@ -39,8 +41,30 @@ def poll_if_due(feed_id: int, deps: Deps) -> FeedOutcome | None:
     return outcome
 
 
-def build_scheduler(deps: Deps, feeds: list[Feed], *, workers: int) -> BackgroundScheduler:
-    """One job per feed at its interval with jitter; a feed never runs twice at once; missed runs coalesce."""
+def deliver(sender: Sender) -> None:
+    """Send what the outbox holds that is due; the job must survive anything a channel does."""
+    try:
+        sender.deliver_due()
+    except Exception:
+        log.exception("delivery from the outbox crashed; it is tried again at the next interval")
+
+
+def plan_and_deliver_digest(sender: Sender) -> None:
+    """The daily digest job: plan today's digests (once per day, whatever restarts happen), then send them."""
+    try:
+        sender.plan_digests(digest_day(sender.clock(), sender.outputs.digest))
+    except Exception:
+        log.exception("planning the digest crashed")
+    deliver(sender)
+
+
+def build_scheduler(
+    deps: Deps, feeds: list[Feed], *, workers: int, sender: Sender | None = None, delivery_interval: float = 15.0
+) -> BackgroundScheduler:
+    """One job per feed at its interval with jitter; a feed never runs twice at once; missed runs coalesce.
+
+    With a sender: a job that empties the outbox every few seconds, and the digest at its time of day.
+    """
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(workers)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -58,6 +82,19 @@ def build_scheduler(deps: Deps, feeds: list[Feed], *, workers: int) -> Backgroun
             name=f"poll {feed.name}",
             next_run_time=first,
         )
+    if sender is not None:
+        scheduler.add_job(
+            deliver, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), args=(sender,), id="deliver", name="deliver", next_run_time=now
+        )
+        if sender.mail is not None:
+            spec = sender.outputs.digest
+            scheduler.add_job(
+                plan_and_deliver_digest,
+                CronTrigger(hour=spec.time.hour, minute=spec.time.minute, timezone=spec.timezone),
+                args=(sender,),
+                id="digest",
+                name=f"digest at {spec.time:%H:%M} {spec.timezone}",
+            )
     return scheduler
 
 

@@ -103,6 +103,12 @@ def settings(tmp_path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory):
+    """One trained topic model for every command that tests run as a subprocess."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
 def site() -> Iterator[LocalSite]:
     with LocalSite() as local:
@@ -112,3 +118,31 @@ def site() -> Iterator[LocalSite]:
 @pytest.fixture
 def now() -> datetime:
     return datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never `playwright install`); one per test session."""
+    if not CHROMIUM.exists():
+        if REQUIRE_POSTGRES:
+            pytest.fail(f"{CHROMIUM} is required here (CI): apt-get install -y chromium")
+        pytest.skip(f"{CHROMIUM} is absent: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -47,12 +47,6 @@ def local_news():
         yield site
 
 
-@pytest.fixture(scope="session")
-def model_cache(tmp_path_factory):
-    """One trained topic model for every command run by these tests."""
-    return tmp_path_factory.mktemp("models")
-
-
 @pytest.fixture
 def workdir(tmp_path, local_news, model_cache):
     config = tmp_path / "feeds.yaml"
@@ -155,7 +149,7 @@ def test_service_stops_cleanly_on_sigterm(workdir):
         seen = ""
         while "scheduler started" not in seen and time.monotonic() < deadline:
             seen += process.stderr.readline()
-        assert "scheduler started with 2 jobs" in seen
+        assert "scheduler started with 3 jobs" in seen  # two feeds and the outbox
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=120)
     finally:

@@ -22,6 +22,8 @@ class Reply:
 class Request:
     path: str  # with its query string
     headers: dict[str, str]
+    method: str = "GET"
+    body: bytes = b""
 
 
 Route = Reply | Callable[[Request], Reply]
@@ -32,7 +34,14 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
-        request = Request(self.path, {k.lower(): v for k, v in self.headers.items()})
+        self._answer(Request(self.path, {k.lower(): v for k, v in self.headers.items()}))
+
+    def do_POST(self) -> None:  # noqa: N802
+        """POSTs (a Slack webhook, say) are answered by the same routes, with the body kept in the request."""
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self._answer(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, "POST", body))
+
+    def _answer(self, request: Request) -> None:
         self.server.requests.append(request)
         route = self.server.routes.get(self.path) or self.server.routes.get(self.path.split("?")[0])
         if route is None:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -149,3 +150,46 @@ class FetchFailure(Base):
     url: Mapped[str] = mapped_column(Text)
     message: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Delivery(Base):
+    """The outbox: a story owed to one channel, written in the transaction that made the story relevant.
+
+    Slack rows are sent one by one and marked; digest rows wait until a day's digest takes them.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("channel", "route", "topic", "story_id", name="uq_deliveries_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # "slack" or "digest"
+    route: Mapped[str] = mapped_column(String(100))  # a Slack route's name; "digest" for the email
+    topic: Mapped[str] = mapped_column(String(100))
+    story_id: Mapped[int] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE", name="fk_deliveries_story_id_stories"), index=True)
+    status: Mapped[str] = mapped_column(String(8), index=True)  # pending, sent or failed (given up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)  # held by quiet hours: goes out in one batch
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest_day: Mapped[str | None] = mapped_column(String(10), index=True)  # the digest that carried it
+
+
+class DigestRun(Base):
+    """One day's digest of one topic: due at its time, retried until sent, never sent twice."""
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("topic", "day", name="uq_digests_topic_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    day: Mapped[str] = mapped_column(String(10))
+    status: Mapped[str] = mapped_column(String(8), index=True)  # pending, sent, skipped (nothing new) or failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    stories: Mapped[int] = mapped_column(Integer, default=0)
+    message_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
