@@ -1,8 +1,9 @@
 """Run every benchmark and print the figures the README quotes."""
 
-from bench import pipeline, stories, topic
+from bench import archive, pipeline, stories, topic
 
 if __name__ == "__main__":
     topic.report(topic.main())
     stories.report(stories.main())
     pipeline.report(pipeline.main())
+    archive.report(archive.main())

@@ -13,6 +13,7 @@ from monitor.config import FeedSpec
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, upgrade
 from monitor.store.models import Base
+from monitor.store.search import is_search_index
 
 
 def test_migrations_match_the_models(database_url):
@@ -20,7 +21,9 @@ def test_migrations_match_the_models(database_url):
     upgrade(engine)
     upgrade(engine)  # a second upgrade is a no-op
     with engine.connect() as connection:
-        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        # the word index of migration 0004 (FTS5 tables, the tsvector column) is not in the models, by design
+        context = MigrationContext.configure(connection, opts={"include_name": lambda *a: not is_search_index(*a)})
+        diff = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert diff == []
 

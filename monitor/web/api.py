@@ -1,0 +1,161 @@
+"""The JSON API, the exports of a search (CSV, JSON) and its Atom feed: the JSON renderers of the data builders."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from pydantic import BaseModel
+
+from monitor.domain import StoryView
+from monitor.export import write_atom
+from monitor.store.views import ArticleView
+from monitor.web import data
+from monitor.web.params import SearchParams
+from monitor.web.present import query_url
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+Params = Annotated[SearchParams, Query()]
+StoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The story's id.")]
+ArticleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The article's id.")]
+Topic = Annotated[str | None, Query(description="Topic name (default: the first of feeds.yaml).")]
+FEED_SIZE = 50
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+class Hit(BaseModel):
+    """One story found: the best-matching article's snippet, HTML-escaped with the matched words in <mark>."""
+
+    story_id: int
+    title: str
+    url: str
+    published: datetime | None
+    score: float
+    vendors: list[str]
+    countries: list[str]
+    actions: list[str]
+    sources: list[str]
+    snippet: str
+    article_id: int
+
+
+class SearchAnswer(BaseModel):
+    total: int
+    results: list[Hit]
+    notice: str | None = None
+    page: int
+    per_page: int
+    pages: int
+    topic: str
+
+
+class StoryAnswer(BaseModel):
+    story: StoryView
+    similar: list[Hit]
+
+
+class ArticleAnswer(BaseModel):
+    article: ArticleView
+
+
+def _archive(request: Request) -> data.Archive:
+    return request.app.state.archive
+
+
+@router.get("/api/search", response_model=SearchAnswer, tags=["search"])
+def api_search(request: Request, params: Params) -> dict:
+    """Stories matching the query and filters, best match (or newest) first."""
+    return data.search_data(_archive(request), params)
+
+
+@router.get("/api/search.json", tags=["search"], response_class=StreamingResponse)
+def api_search_json(request: Request, params: Params) -> StreamingResponse:
+    """Every matching story (up to 10,000) as one JSON array, streamed."""
+    rows = data.export_rows(_archive(request), params)
+
+    def array() -> Iterator[str]:
+        yield "["
+        for number, row in enumerate(rows):
+            yield ("," if number else "") + "\n" + json.dumps(row, ensure_ascii=False)
+        yield "\n]\n"
+
+    return StreamingResponse(array(), media_type="application/json", headers=_attachment("search.json"))
+
+
+@router.get("/api/search.csv", tags=["search"], response_class=StreamingResponse)
+def api_search_csv(request: Request, params: Params) -> StreamingResponse:
+    """Every matching story (up to 10,000) as CSV, streamed; tags and sources joined by '; ', the snippet as plain text."""
+    rows = data.export_rows(_archive(request), params)
+    columns = [*data.HIT_FIELDS, "article_id"]
+
+    def lines() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            cells = {**row, **{k: "; ".join(v) for k, v in row.items() if isinstance(v, list)}, "snippet": data.plain(row["snippet"])}
+            writer.writerow({k: _inert(v) for k, v in cells.items()})
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+        yield buffer.getvalue()
+
+    return StreamingResponse(lines(), media_type="text/csv; charset=utf-8", headers=_attachment("search.csv"))
+
+
+@router.get("/feed.atom", tags=["search"], response_class=Response)
+def feed(request: Request, params: Params) -> Response:
+    """The newest relevant stories of a search as an Atom feed: subscribe to a search in any feed reader."""
+    archive = _archive(request)
+    found = data.search_data(archive, params, relevant=True, sort="newest", page=1, per_page=FEED_SIZE)
+    rows = [
+        {
+            **hit,
+            "source": hit["sources"][0] if hit["sources"] else None,
+            "text": data.plain(hit["snippet"]),
+        }
+        for hit in found["results"]
+    ]
+    stream = io.StringIO()
+    title = f"monitor: {params.q or 'newest stories'} ({found['topic']})"
+    address = str(request.base_url).rstrip("/") + query_url(request)
+    write_atom(rows, stream, title=title, feed_id=address, link=address)
+    return Response(stream.getvalue(), media_type="application/atom+xml; charset=utf-8")
+
+
+@router.get("/api/stories/{story_id}", response_model=StoryAnswer, tags=["stories"])
+def api_story(request: Request, story_id: StoryId, topic: Topic = None) -> dict:
+    """A story: every source with outlet, time and link (earliest first), merged tags, evidence, and similar stories."""
+    return data.story_data(_archive(request), story_id, topic=topic)
+
+
+@router.get("/api/articles/{article_id}", response_model=ArticleAnswer, tags=["stories"])
+def api_article(request: Request, article_id: ArticleId, topic: Topic = None) -> dict:
+    """An article: its extracted text, metadata, the topic's verdict, tags and evidence, and its story."""
+    return data.article_data(_archive(request), article_id, topic=topic)
+
+
+@router.get("/api/options", tags=["search"])
+def api_options(request: Request, topic: Topic = None) -> dict[str, list[str]]:
+    """The vendors, countries, actions and sources present in the store: the values the filters take."""
+    archive = _archive(request)
+    return data.options_data(archive, data.topic_name(archive, topic))
+
+
+def _inert(value: object) -> object:
+    """A cell a spreadsheet would run as a formula (=, +, -, @) is prefixed with ' so that it stays text."""
+    return f"'{value}" if isinstance(value, str) and value[:1] in FORMULA_STARTS else value
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+

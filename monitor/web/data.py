@@ -1,0 +1,134 @@
+"""One data builder per view: plain JSON-ready dicts that the pages and the API both render."""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+
+from fastapi import HTTPException
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.config import Config, Settings
+from monitor.embed import Embedder
+from monitor.store import search as engine
+from monitor.store.views import article_view, story_views
+from monitor.web.params import SearchParams
+
+log = logging.getLogger(__name__)
+
+EXPORT_CAP = 10_000
+EXPORT_PAGE = 100
+HIT_FIELDS = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet")
+TAG = re.compile(r"<[^>]+>")
+
+
+@dataclass
+class Archive:
+    """What every view reads: the store, the embedder for meaning queries, the vector index, the topics."""
+
+    sessions: sessionmaker[Session]
+    embedder: Embedder
+    config: Config
+    settings: Settings
+    vectors: engine.VectorIndex
+
+
+def hit_dict(hit: engine.SearchHit) -> dict:
+    """A search result in the API's contract shape (DESIGN.md), plus the best article's id."""
+    row = {name: getattr(hit, name) for name in HIT_FIELDS}
+    row["published"] = hit.published.isoformat() if hit.published else None
+    row["article_id"] = hit.article_id
+    return row
+
+
+def plain(snippet: str) -> str:
+    """A snippet's text without its <mark> tags, for CSV and feeds."""
+    return html.unescape(TAG.sub("", snippet))
+
+
+def _query(archive: Archive, params: SearchParams, **changes) -> engine.SearchQuery:
+    try:
+        return params.to_query(archive.config, **changes)
+    except KeyError as exc:
+        raise HTTPException(422, str(exc.args[0])) from exc
+
+
+def _run(archive: Archive, session: Session, query: engine.SearchQuery) -> engine.SearchPage:
+    """Embeds the query only when meaning takes part; a query the engine refuses is a 422 with its reason."""
+    vector = None
+    if query.q.strip() and query.mode != "words":
+        archive.vectors.refresh(session)
+        vector = archive.embedder.embed([query.q])[0]
+    try:
+        return engine.search(session, query, vectors=archive.vectors, query_vector=vector)
+    except engine.SearchError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+def search_data(archive: Archive, params: SearchParams, **changes) -> dict:
+    query = _query(archive, params, **changes)
+    with archive.sessions() as session:
+        page = _run(archive, session, query)
+    pages = max(1, -(-page.total // query.per_page))
+    return {
+        "total": page.total,
+        "results": [hit_dict(hit) for hit in page.results],
+        "notice": page.notice,
+        "page": query.page,
+        "per_page": query.per_page,
+        "pages": pages,
+        "topic": query.topic,
+    }
+
+
+def export_rows(archive: Archive, params: SearchParams) -> Iterator[dict]:
+    """Every matching story (up to EXPORT_CAP) page by page, so a large export streams."""
+    query = _query(archive, params, page=1, per_page=EXPORT_PAGE)
+    with archive.sessions() as session:
+        sent = 0
+        for number in range(1, EXPORT_CAP // EXPORT_PAGE + 1):
+            page = _run(archive, session, engine.SearchQuery(**{**asdict(query), "page": number}))
+            for hit in page.results[: EXPORT_CAP - sent]:
+                sent += 1
+                yield hit_dict(hit)
+            if len(page.results) < EXPORT_PAGE or sent >= EXPORT_CAP:
+                return
+
+
+def story_data(archive: Archive, story_id: int, *, topic: str | None = None) -> dict:
+    """A story with all its sources (the timeline, earliest first), its evidence and the nearest other stories."""
+    topic = topic_name(archive, topic)
+    with archive.sessions() as session:
+        views = story_views(session, [story_id], topic=topic)
+        if not views:
+            raise HTTPException(404, f"no story {story_id}")
+        archive.vectors.refresh(session)
+        similar = engine.similar_stories(session, story_id, topic=topic, vectors=archive.vectors)
+    story = jsonable_encoder(asdict(views[0]))
+    return {"story": story, "similar": [hit_dict(hit) for hit in similar]}
+
+
+def article_data(archive: Archive, article_id: int, *, topic: str | None = None) -> dict:
+    topic = topic_name(archive, topic)
+    with archive.sessions() as session:
+        view = article_view(session, article_id, topic=topic)
+    if view is None:
+        raise HTTPException(404, f"no article {article_id}")
+    return {"article": jsonable_encoder(asdict(view))}
+
+
+def options_data(archive: Archive, topic: str) -> dict[str, list[str]]:
+    """The values present in the store for each filter."""
+    with archive.sessions() as session:
+        return engine.filter_options(session, topic=topic)
+
+
+def topic_name(archive: Archive, name: str | None) -> str:
+    try:
+        return archive.config.topic(name or None).name
+    except KeyError as exc:
+        raise HTTPException(422, str(exc.args[0])) from exc

@@ -1,0 +1,72 @@
+"""How values read on the pages: dates, tag labels, evidence keys, and links that keep the query."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from urllib.parse import urlencode
+
+from jinja2 import Environment
+from starlette.requests import Request
+
+from monitor.config import Config
+
+PATTERN_CHARS = re.compile(r"[!{}|*]|\.\.\.")
+
+
+def country_names(config: Config) -> dict[str, str]:
+    """Each jurisdiction code's first plain name in the topics' vocabulary (US: United States), else the code."""
+    names: dict[str, str] = {}
+    for topic in config.topics:
+        for code, phrases in topic.countries.items():
+            plain = next((p for p in phrases if not PATTERN_CHARS.search(p) and p != code), code)
+            names.setdefault(code, plain)
+    return names
+
+
+def _parsed(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def day(value: str | datetime | None) -> str:
+    when = _parsed(value)
+    return f"{when.day} {when:%b %Y}" if when else "date unknown"
+
+
+def moment(value: str | datetime | None) -> str:
+    when = _parsed(value)
+    return f"{when.day} {when:%b %Y %H:%M} UTC" if when else "time unknown"
+
+
+def action_label(value: str) -> str:
+    return value.replace("_", " ")
+
+
+def key_label(value: str) -> str:
+    return value.replace("_", " ").capitalize()
+
+
+def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...] = (), **changes: object) -> str:
+    """The current query string on another page or path (the token is never copied into links: the cookie has it)."""
+    skip = {"token", *drop, *changes}
+    items = [(k, v) for k, v in request.query_params.multi_items() if k not in skip and v != ""]
+    items += [(k, str(v)) for k, v in changes.items() if v is not None]
+    target = path if path is not None else request.url.path
+    return target + (f"?{urlencode(items)}" if items else "")
+
+
+def install_filters(environment: Environment, config: Config) -> None:
+    countries = country_names(config)
+    environment.filters.update(
+        day=day,
+        moment=moment,
+        action=action_label,
+        key=key_label,
+        country=lambda code: countries.get(code, code),
+    )
+    environment.globals.update(query_url=query_url, topics=[t.name for t in config.topics])

@@ -1,0 +1,139 @@
+"""The archive as a person uses it: `monitor serve` on a stored demo archive, driven in Chromium.
+
+Screenshots go to the test's tmp_path; with MONITOR_DOCS_SCREENSHOT=1 the search page is also saved as docs/archive.png.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from monitor.demo.server import LocalSite
+from monitor.demo.site import load_demo_articles, site_routes
+from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.store.models import Article
+
+from .archive import build_demo_archive
+from .conftest import ROOT
+
+pytestmark = pytest.mark.browser
+
+CANADA = "Canada orders Hikvision and Dahua cameras stripped from federal buildings"
+DRONES = "Australian Defence Force bans DJI drones and orders fleet grounded"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def demo_archive(tmp_path, embedder, config, settings):
+    """A stored demo archive in a SQLite file, with the demo site serving its articles again at their stored address."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    build_demo_archive(sessions, embedder, config, settings)
+    with sessions() as session:
+        stored = urlsplit(session.scalars(select(Article.url)).first())
+    engine.dispose()
+    with LocalSite(port=stored.port) as site:  # the builder's site has stopped: serve it again where the links point
+        site.routes.update(site_routes(load_demo_articles(), site.base_url))
+        yield settings.database_url, site
+
+
+@pytest.fixture
+def archive_server(demo_archive, tmp_path):
+    database_url, _site = demo_archive
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MONITOR_DATABASE_URL": database_url,
+        "MONITOR_CONFIG": str(ROOT / "feeds.yaml"),
+        "MONITOR_MODEL_CACHE": str(tmp_path / "models"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                if httpx.get(base + "/api/search", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "monitor serve did not answer within 60 s"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
+
+
+def test_search_filter_open_a_story_and_follow_a_source(archive_server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(archive_server + "/")
+    assert page.locator("article.hit").count() >= 5  # the newest relevant stories before any search
+
+    page.fill("input[name=q]", "Hikvision cameras removed")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url("**/?q=Hikvision+cameras+removed*")
+    headlines = page.locator("article.hit h2 a").all_inner_texts()
+    assert CANADA in headlines and len(headlines) >= 3
+    assert page.locator("article.hit mark").count() > 0
+    page.screenshot(path=tmp_path / "search.png", full_page=True)
+    if os.environ.get("MONITOR_DOCS_SCREENSHOT") == "1":
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.screenshot(path=ROOT / "docs" / "archive.png", full_page=False)
+
+    page.click("details[data-facet=vendor] summary")
+    page.check("details[data-facet=vendor] input[value=Hikvision]")
+    page.click("details[data-facet=country] summary")
+    page.check("details[data-facet=country] input[value=CA]")
+    page.click("button.apply")
+    page.wait_for_url("**vendor=Hikvision**")
+    assert "country=CA" in page.url and "since=" not in page.url  # empty fields stay out of the address
+    assert page.locator("article.hit h2 a").all_inner_texts() == [CANADA]
+    page.screenshot(path=tmp_path / "filtered.png", full_page=True)
+
+    page.click(f"text={CANADA}")
+    page.wait_for_url("**/stories/*")
+    assert page.locator("h1").inner_text() == CANADA
+    assert page.locator("text=More like this").count() == 1
+    page.screenshot(path=tmp_path / "story.png", full_page=True)
+
+    source = page.locator("ol.timeline a.source").first
+    href = source.get_attribute("href")
+    source.click()
+    page.wait_for_url(href)
+    assert CANADA in page.locator("h1").first.inner_text()  # the demo site's own article page
+    page.screenshot(path=tmp_path / "source.png", full_page=True)
+
+    page.go_back()
+    page.click("a.back")
+    page.wait_for_url("**vendor=Hikvision**")  # back to the filtered results, not an empty search
+
+
+def test_find_a_story_by_meaning_on_a_phone(archive_server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(archive_server + "/")
+    page.fill("input[name=q]", "army stops flying its unmanned aircraft made in China")
+    page.select_option("select[name=mode]", "meaning")
+    page.click(".box button")
+    page.wait_for_url("**mode=meaning**")
+    assert page.locator("article.hit h2 a").first.inner_text() == DRONES
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
+    page.screenshot(path=tmp_path / "phone.png", full_page=True)

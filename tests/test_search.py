@@ -1,0 +1,350 @@
+"""The archive's search engine on both stores: words, meaning, hybrid, filters, snippets, safety, fresh indexes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import date, datetime, timezone
+
+import numpy as np
+import psycopg
+import pytest
+from alembic import command
+from sqlalchemy import delete, func, inspect, select
+from typer.testing import CliRunner
+
+from monitor.config import Settings
+from monitor.domain import Candidate, TopicVerdict
+from monitor.embed import to_bytes
+from monitor.store import repository as repo
+from monitor.store.db import alembic_config, make_engine, session_factory, upgrade
+from monitor.store.models import Article
+from monitor.store.search import (
+    SearchError,
+    SearchQuery,
+    VectorIndex,
+    filter_options,
+    search,
+    similar_stories,
+)
+from monitor.store.terms import fuse, parse_terms
+
+from .archive import build_demo_archive
+from .conftest import POSTGRES_ADMIN, REQUIRE_POSTGRES, ROOT, _postgres_available
+
+TOPIC = "china-surveillance-bans"
+NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+CANADA = "Canada orders Hikvision and Dahua cameras stripped from federal buildings"
+AUSTRALIA = "Australian Defence Force bans DJI drones and orders fleet grounded"
+AARHUS = "Aarhus councillors vote to stop buying Chinese-made surveillance cameras"
+NEW_ZEALAND = "Hikvision launches legal challenge to New Zealand government camera ban"
+BRISTOL = "Bristol councillors clash over police use of live facial recognition"
+BRAZIL = "Brazil's soybean farmers take to the skies as DJI spraying drones boom"
+NASTY = [
+    '"unbalanced quote',
+    'Hikvision" AND "',
+    "* ^ : NEAR(a b) AND OR NOT ( ) - -- + ~ \\",
+    "NEAR",
+    "title:Hikvision",
+    "-Hikvision",
+    "'; DROP TABLE articles; --",
+    "1 OR 1=1",
+    "x" * 10_000,
+    "Hikvision " * 2_000,
+    "🙂🎥🚫",
+    "海康威视 摄像头 禁令",
+    "حظر كاميرات هيكفيجن",
+    "запрет камер Hikvision",
+    "nul\x00byte",
+    "lone \udcff surrogate",
+    "<script>alert(1)</script>",
+    "%s %(q)s {q} $1 ?",
+    "",
+    "   ",
+]
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def archive(request, tmp_path_factory, embedder, config):
+    """The demo archive, built once per store for the read-only tests of this module."""
+    folder = tmp_path_factory.mktemp("archive")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'monitor.db'}"
+    else:
+        if not _postgres_available():
+            if REQUIRE_POSTGRES:
+                pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
+            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+        name = f"monitor_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    settings = Settings(config=ROOT / "feeds.yaml", database_url=url, host_delay=0, host_concurrency=4, connect_timeout=5, read_timeout=5)
+    build_demo_archive(sessions, embedder, config, settings)
+    vectors = VectorIndex()
+    with sessions() as session:
+        vectors.refresh(session)
+    yield url, sessions, vectors
+    engine.dispose()
+    if name:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def find(archive, embedder, q: str = "", **fields):
+    _url, sessions, vectors = archive
+    query = SearchQuery(q=q, **fields)
+    vector = embedder.embed([q])[0] if q.strip() and query.mode != "words" else None
+    with sessions() as session:
+        return search(session, query, vectors=vectors, query_vector=vector)
+
+
+def titles(page) -> list[str]:
+    return [hit.title for hit in page.results]
+
+
+def test_words_find_stories_by_vendor_country_and_stem(archive, embedder):
+    page = find(archive, embedder, "Hikvision", mode="words")
+    assert {CANADA, NEW_ZEALAND} <= set(titles(page)) and page.total == len(page.results)
+    assert all("<mark>Hikvision</mark>" in hit.snippet for hit in page.results)
+    assert titles(find(archive, embedder, "Canada", mode="words"))[0] == CANADA
+    assert AUSTRALIA in titles(find(archive, embedder, "drone grounding", mode="words"))  # stems: drones, grounded
+    assert titles(find(archive, embedder, '"facial recognition"', mode="words", relevant=False)) == [BRISTOL]
+    assert titles(find(archive, embedder, "facial -recognition", mode="words", relevant=False)) == []
+
+
+def test_a_title_match_ranks_above_a_text_match(archive, embedder):
+    hits = find(archive, embedder, "Canada", mode="words", relevant=False).results
+    assert hits[0].title == CANADA and len(hits) > 1 and hits[0].rank > hits[1].rank
+
+
+def test_meaning_finds_a_paraphrase_sharing_no_word_with_the_headline(archive, embedder):
+    q = "soldiers told to stop flying unmanned aircraft from China"
+    assert not set(q.lower().split()) & set(AUSTRALIA.lower().split())
+    assert titles(find(archive, embedder, q, mode="meaning"))[0] == AUSTRALIA
+    assert titles(find(archive, embedder, q, mode="words")) == []
+    hybrid = find(archive, embedder, q)
+    assert hybrid.query.mode == "hybrid" and titles(hybrid)[0] == AUSTRALIA
+
+
+def test_hybrid_fuses_words_and_meaning(archive, embedder):
+    page = find(archive, embedder, "Hikvision court challenge")
+    assert titles(page)[0] == NEW_ZEALAND
+    assert "<mark>" in page.results[0].snippet
+    assert fuse([1, 2, 3], [3, 1])[1] == pytest.approx(1 / 61 + 1 / 62)
+    assert max(fuse([1, 2, 3], [3, 1]).items(), key=lambda kv: kv[1])[0] == 1
+
+
+@pytest.mark.parametrize("mode", ["words", "meaning", "hybrid"])
+def test_filters_apply_to_stories(archive, embedder, mode):
+    q = "cameras drones ban" if mode != "words" else "ban"
+
+    def found(**filters):
+        return set(titles(find(archive, embedder, q, mode=mode, per_page=100, **filters)))
+
+    everything = found(relevant=False)
+    relevant = found()
+    assert relevant < everything and BRISTOL not in relevant
+    assert found(vendors=("dji",), relevant=False) <= {AUSTRALIA, BRAZIL} and AUSTRALIA in found(vendors=("DJI",))
+    assert found(countries=("nz",)) == {NEW_ZEALAND}
+    assert found(countries=("CA", "DK")) <= {CANADA, AARHUS} and CANADA in found(countries=("CA", "DK"))
+    assert found(actions=("procurement_restriction",)) == {AARHUS} or mode == "words"
+    assert found(sources=("The Sample Herald",)) == relevant
+    assert found(sources=("the sample herald (world)",)) and found(sources=("the sample herald (world)",)) < relevant
+    assert found(sources=("Nobody's Gazette",)) == set()
+    on_the_18th = found(since=date(2026, 11, 18), until=date(2026, 11, 18), relevant=False)
+    assert on_the_18th and CANADA in on_the_18th and AUSTRALIA not in on_the_18th
+    assert found(since=date(2026, 11, 23)) == set()
+
+
+def test_relevant_only_and_pagination_of_an_empty_query(archive, embedder):
+    relevant = find(archive, embedder, per_page=100)
+    assert relevant.total == 7 and all(hit.score > 0 for hit in relevant.results)
+    pages = [find(archive, embedder, relevant=False, per_page=7, page=n) for n in range(1, 6)]
+    assert {p.total for p in pages} == {30} and [len(p.results) for p in pages] == [7, 7, 7, 7, 2]
+    ids = [hit.story_id for p in pages for hit in p.results]
+    assert len(set(ids)) == 30
+    dates = [hit.published for p in pages for hit in p.results]
+    assert dates == sorted(dates, reverse=True)
+    assert find(archive, embedder, relevant=False, per_page=7, page=6).results == []
+
+
+def test_words_pagination_and_newest_sort(archive, embedder):
+    first = find(archive, embedder, "the", mode="words")  # a stop word alone: nothing to search for
+    assert first.total == 0 and "no words to search for" in first.notice
+    pages = [find(archive, embedder, "said", mode="words", relevant=False, per_page=4, page=n) for n in (1, 2, 3)]
+    total = pages[0].total
+    assert total > 8 and {p.total for p in pages} == {total}
+    ids = [hit.story_id for p in pages for hit in p.results]
+    assert len(ids) == len(set(ids)) == 12
+    beyond = find(archive, embedder, "said", mode="words", relevant=False, per_page=4, page=50)
+    assert beyond.results == [] and beyond.total == total
+    newest = find(archive, embedder, "Hikvision", sort="newest", per_page=100)
+    dates = [hit.published for hit in newest.results]
+    assert dates == sorted(dates, reverse=True) and newest.total == len(dates)
+
+
+def test_hits_carry_what_the_pages_show(archive, embedder):
+    hit = find(archive, embedder, "Canada Hikvision", mode="words").results[0]
+    assert (hit.title, hit.vendors, hit.countries, hit.actions) == (CANADA, ["Hikvision", "Dahua"], ["CA"], ["removal"])
+    assert hit.sources == ["The Sample Herald"] and hit.url.endswith(".html") and hit.published.tzinfo
+    assert hit.article_id > 0 and 0 < hit.score <= 1
+
+
+@pytest.mark.parametrize("mode", ["words", "meaning", "hybrid"])
+def test_nasty_queries_never_raise(archive, embedder, mode):
+    _url, sessions, _vectors = archive
+    for q in NASTY:
+        page = find(archive, embedder, q.encode("utf-8", "replace").decode() if mode != "words" else q, mode=mode)
+        assert page.total >= 0 and all("<script>" not in hit.snippet for hit in page.results)
+    assert find(archive, embedder, "x" * 10_000, mode=mode).notice.startswith("the query was cut to 500 characters")
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Article)) == 30
+
+
+def test_a_query_that_cannot_run_says_why(archive, embedder):
+    for fields, message in [
+        ({"mode": "fuzzy"}, "mode must be one of words, meaning, hybrid"),
+        ({"sort": "oldest"}, "sort must be one of best, newest"),
+        ({"page": 0}, "page must be between 1"),
+        ({"page": 10**30}, "page must be between 1"),
+        ({"per_page": 1000}, "per_page must be between 1 and 100"),
+        ({"since": date(2026, 2, 1), "until": date(2026, 1, 1)}, "since (2026-02-01) is after until (2026-01-01)"),
+    ]:
+        with pytest.raises(SearchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            find(archive, embedder, "Hikvision", **fields)
+
+
+def test_filter_options_and_similar_stories(archive, embedder):
+    _url, sessions, vectors = archive
+    with sessions() as session:
+        options = filter_options(session, topic=TOPIC)
+        assert {"Hikvision", "Dahua", "DJI"} <= set(options["vendors"])
+        assert {"CA", "AU", "NZ", "DK"} <= set(options["countries"]) and "removal" in options["actions"]
+        assert options["sources"] == ["The Sample Herald"]
+        canada = find(archive, embedder, "Canada", mode="words").results[0]
+        similar = similar_stories(session, canada.story_id, topic=TOPIC, vectors=vectors, k=3)
+    assert len(similar) == 3 and canada.story_id not in {hit.story_id for hit in similar}
+    assert "Hikvision" in {vendor for hit in similar for vendor in hit.vendors}
+
+
+def test_vector_index_finds_the_nearest_among_the_ids_asked_for():
+    index = VectorIndex()
+    axes = np.eye(4, dtype=np.float32)
+    index._append([(10, (2 * axes[0]).tobytes()), (20, axes[1].tobytes())])
+    index._append([(30, (axes[0] + axes[1]).tobytes()), (40, axes[2].tobytes())])  # grows past its first rows
+    nearest = index.nearest(axes[0], 2)
+    assert [i for i, _ in nearest] == [10, 30] and nearest[0][1] == pytest.approx(1.0)  # stored vectors are normalised
+    assert [i for i, _ in index.nearest(axes[0], 5, among=np.array([40, 20, 999]))] == [20, 40]
+    assert index.nearest(axes[0], 5, among=np.array([], dtype=np.int64)) == [] and index.nearest(np.ones(3), 5) == []
+
+
+def test_parse_terms_quotes_every_word():
+    terms = parse_terms('Hikvision\'s "facial recognition" -TikTok the NEAR( * "unbalanced')
+    assert terms.include == (("hikvision",), ("facial", "recognition"), ("near",), ("unbalanced",))
+    assert terms.exclude == (("tiktok",),)
+    assert terms.fts5() == '("hikvision" AND "facial recognition" AND "near" AND "unbalanced") NOT "tiktok"'
+
+
+def test_search_command_table_and_json(archive, monkeypatch):
+    url, _sessions, _vectors = archive
+    if not url.startswith("sqlite"):
+        pytest.skip("the command is tested once, on SQLite")
+    from monitor.cli import app
+
+    monkeypatch.setenv("MONITOR_DATABASE_URL", url)
+    runner = CliRunner()
+    result = runner.invoke(app, ["search", "Hikvision", "--mode", "words", "--country", "CA", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["total"] == 1 and data["results"][0]["title"] == CANADA
+    assert set(data["results"][0]) == {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
+    result = runner.invoke(app, ["search", "soldiers told to stop flying aircraft", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Australian" in result.stdout and "DJI" in result.stdout and "1 story" in result.stdout  # a rich table
+    result = runner.invoke(app, ["search", "x", "--mode", "fuzzy"])
+    assert result.exit_code == 2 and "mode must be one of" in result.output
+
+
+# --- the indexes follow the store: each test on a fresh database of its own
+
+
+def store(sessions, embedder, url: str, title: str, text: str, **tags) -> int:
+    verdict = TopicVerdict(topic=TOPIC, score=0.9, relevant=True, **tags)
+    item = repo.StoredArticle(
+        Candidate(feed_id=None, url=url, original_url=url, title=title, text=text, text_source="page", published=NOW),
+        hashlib.sha256(text.encode()).hexdigest(),
+        to_bytes(embedder.embed([f"{title}\n{text}"])[0]),
+        [verdict],
+    )
+    with sessions.begin() as session:
+        article_id = repo.add_articles(session, [item], now=NOW)[url]
+        repo.place_article(session, article_id, story_id=None, duplicate_of_id=None, copy_kind=None, tags=verdict, verdicts=[verdict], now=NOW)
+    return article_id
+
+
+def words(sessions, q: str, vectors: VectorIndex | None = None):
+    with sessions() as session:
+        return search(session, SearchQuery(q=q, mode="words"), vectors=vectors or VectorIndex(), query_vector=None)
+
+
+def test_snippets_escape_what_they_show(sessions, embedder):
+    store(sessions, embedder, "https://x.example/1", "<script>alert(1)</script> Hikvision ban", "Officials & <b>councils</b> said <script>alert(1)</script> the ban on Hikvision stands.")
+    page = words(sessions, "councils")
+    snippet = page.results[0].snippet
+    assert "<script>" not in snippet and "<b>" not in snippet
+    assert "<mark>councils</mark>" in snippet and "Officials &amp;" in snippet
+    if sessions.kw["bind"].dialect.name == "sqlite":  # PostgreSQL's ts_headline leaves tags out; FTS5 keeps the text as it is
+        assert "&lt;b&gt;<mark>councils</mark>&lt;/b&gt;" in snippet and "&lt;script&gt;" in snippet
+    assert page.results[0].title.startswith("<script>")  # the hit holds the raw title; pages escape it
+
+
+def test_indexes_follow_inserts_updates_and_deletes(sessions, embedder):
+    vectors = VectorIndex()
+    first = store(sessions, embedder, "https://x.example/a", "Dahua cameras removed from council offices", "The council removed every Dahua camera.")
+    assert words(sessions, "Dahua").total == 1
+    store(sessions, embedder, "https://x.example/b", "Harbour drones grounded", "The port authority grounded its Chinese-made drones.")
+    assert words(sessions, "harbour").total == 1  # a new article is searchable at once
+
+    edited = repo.StoredArticle(
+        Candidate(feed_id=None, url="https://x.example/a", original_url="https://x.example/a", title="Uniview cameras removed from council offices",
+                  text="The council removed every Uniview camera.", text_source="page", published=NOW),
+        "f" * 64,
+        to_bytes(embedder.embed(["Uniview cameras removed"])[0]),
+        [TopicVerdict(topic=TOPIC, score=0.9, relevant=True)],
+    )
+    with sessions.begin() as session:
+        assert repo.update_article(session, edited, now=NOW) is not None
+    assert words(sessions, "Dahua").total == 0 and words(sessions, "Uniview").total == 1
+
+    with sessions() as session:
+        vectors.refresh(session)
+    assert len(vectors) == 2
+    with sessions.begin() as session:
+        session.execute(delete(Article).where(Article.id == first))
+    assert words(sessions, "Uniview").total == 0
+    with sessions() as session:
+        query = SearchQuery(q="council cameras", mode="meaning")
+        page = search(session, query, vectors=vectors, query_vector=embedder.embed(["council cameras"])[0])
+    assert first not in {hit.article_id for hit in page.results}  # the index still holds it; the store does not
+
+
+def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database_url, embedder):
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0003")
+    sessions = session_factory(engine)
+    store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
+    command.upgrade(config, "head")
+    assert words(sessions, "Hytera").total == 1
+    command.downgrade(config, "0003")
+    names = set(inspect(engine).get_table_names()) | {c["name"] for c in inspect(engine).get_columns("articles")}
+    assert not {n for n in names if n.startswith("articles_fts") or n == "search_vector"}
+    command.upgrade(config, "head")
+    assert words(sessions, "Hytera").total == 1
+    engine.dispose()

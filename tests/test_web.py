@@ -1,0 +1,319 @@
+"""The archive's pages and JSON API on a stored demo archive, on SQLite and PostgreSQL, through FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import csv
+import io
+import uuid
+from xml.etree import ElementTree
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from monitor.config import Settings
+from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.store.models import Article, Story
+from monitor.web.app import create_app
+
+from .archive import build_demo_archive
+from .conftest import POSTGRES_ADMIN, REQUIRE_POSTGRES, ROOT, _postgres_available
+
+ATOM = "{http://www.w3.org/2005/Atom}"
+CONTRACT = {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
+NASTY = [
+    '"',
+    'Hikvision "ban',
+    "Hikvision*",
+    "title:ban",
+    "^ban",
+    "NEAR(ban camera)",
+    "ban AND OR NOT",
+    "(((",
+    "-ban",
+    "'; DROP TABLE articles; --",
+    "1 OR 1=1",
+    "%_%",
+    "\\",
+    "ban " * 2500,  # 10,000 characters
+    "海康威视 禁令",
+    "حظر الكاميرات",
+    "запрет камер",
+    "🚫📷",
+    "\x00",
+    "<script>alert(1)</script>",
+]
+
+
+def _settings(tmp_path, database_url: str, **changes) -> Settings:
+    return Settings(
+        config=ROOT / "feeds.yaml",
+        database_url=database_url,
+        model_cache=tmp_path / "models",
+        connect_timeout=5,
+        read_timeout=5,
+        host_delay=0,
+        host_concurrency=4,
+        **changes,
+    )
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stored(request, tmp_path_factory, embedder, config):
+    """One demo archive per store, shared by the tests that only read it (building one takes the pipeline a while)."""
+    tmp_path = tmp_path_factory.mktemp("archive")
+    name = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'monitor.db'}"
+    else:
+        if not _postgres_available():
+            if REQUIRE_POSTGRES:
+                pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
+            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
+        name = f"monitor_test_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    settings = _settings(tmp_path, url)
+    build_demo_archive(sessions, embedder, config, settings)
+    yield sessions, settings
+    engine.dispose()
+    if name:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def client(stored, embedder, config):
+    sessions, settings = stored
+    with TestClient(create_app(sessions=sessions, embedder=embedder, config=config, settings=settings)) as test_client:
+        yield test_client
+
+
+def search(client, **params) -> dict:
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def titles(answer: dict) -> list[str]:
+    return [r["title"] for r in answer["results"]]
+
+
+def test_words_find_the_demo_stories_with_highlighted_snippets(client):
+    answer = search(client, q="Hikvision", mode="words")
+    assert answer["total"] >= 3 and len(answer["results"]) == answer["total"]
+    assert all(CONTRACT <= set(r) for r in answer["results"])
+    assert "Canada orders Hikvision and Dahua cameras stripped from federal buildings" in titles(answer)
+    assert all("<mark>" in r["snippet"] for r in answer["results"])
+    assert all(r["sources"] and r["published"] for r in answer["results"])
+
+
+def test_meaning_finds_a_paraphrase_that_shares_no_word_with_the_headline(client):
+    query = "army stops flying its unmanned aircraft made in China"
+    by_meaning = search(client, q=query, mode="meaning")
+    assert titles(by_meaning)[0] == "Australian Defence Force bans DJI drones and orders fleet grounded"
+    hybrid = search(client, q=query)  # the default mode
+    assert "Australian Defence Force bans DJI drones and orders fleet grounded" in titles(hybrid)[:3]
+
+
+def test_empty_query_lists_the_newest_relevant_stories_and_all_on_request(client):
+    relevant = search(client)
+    assert 5 <= relevant["total"] <= 7
+    published = [r["published"] for r in relevant["results"]]
+    assert published == sorted(published, reverse=True)
+    assert "MPs call for ban on Chinese surveillance cameras across the public sector" == relevant["results"][0]["title"]
+    everything = search(client, relevant="false", per_page=100)
+    assert everything["total"] > 20
+    assert "Lisbon's maritime museum reopens after five-year renovation" in titles(everything)
+    assert "Lisbon's maritime museum reopens after five-year renovation" not in titles(relevant)
+
+
+def test_each_filter_narrows_the_stories(client):
+    for name, value, field in [("vendor", "Hikvision", "vendors"), ("country", "CA", "countries"), ("action", "ban", "actions")]:
+        answer = search(client, **{name: value})
+        assert 1 <= answer["total"] < search(client)["total"], name
+        assert all(value in r[field] for r in answer["results"]), name
+    both = search(client, vendor="Hikvision", country="CA")
+    assert titles(both) == ["Canada orders Hikvision and Dahua cameras stripped from federal buildings"]
+    either = client.get("/api/search?vendor=DJI&vendor=Hytera").json()
+    assert {"Australian Defence Force bans DJI drones and orders fleet grounded"} < set(titles(either)) and either["total"] == 2
+    one_day = search(client, since="2026-11-20", until="2026-11-20", relevant="false")
+    assert one_day["total"] >= 1 and all(r["published"].startswith("2026-11-20") for r in one_day["results"])
+    options = client.get("/api/options").json()
+    assert {"Hikvision", "Dahua", "DJI"} <= set(options["vendors"]) and "CA" in options["countries"]
+    source = options["sources"][0]
+    assert all(source in r["sources"] for r in search(client, source=source, relevant="false")["results"])
+    assert search(client, source="No Such Outlet")["total"] == 0
+
+
+def test_pages_of_results_do_not_overlap(client):
+    first, second = search(client, relevant="false", per_page=5), search(client, relevant="false", per_page=5, page=2)
+    assert first["total"] == second["total"] > 10 and first["pages"] == -(-first["total"] // 5)
+    assert len(first["results"]) == len(second["results"]) == 5
+    assert not {r["story_id"] for r in first["results"]} & {r["story_id"] for r in second["results"]}
+
+
+@pytest.mark.parametrize(
+    "query, says",
+    [
+        ("page=0", "page"),
+        ("per_page=10000", "per_page"),
+        ("since=yesterday", "since"),
+        ("until=2026-13-45", "until"),
+        ("mode=fuzzy", "mode"),
+        ("sort=random", "sort"),
+        ("relevant=perhaps", "relevant"),
+        ("since=2026-11-22&until=2026-11-01", "after until"),
+        ("topic=no-such-topic", "no-such-topic"),
+    ],
+)
+def test_bad_filter_values_answer_422_with_a_readable_message(client, query, says):
+    api = client.get(f"/api/search?{query}")
+    assert api.status_code == 422 and says in api.json()["detail"], api.text
+    page = client.get(f"/?{query}")
+    assert page.status_code == 422 and page.headers["content-type"].startswith("text/html")
+    assert says in page.text and "That search cannot be run" in page.text
+
+
+def test_any_query_text_gives_results_or_a_clear_message(client):
+    for text in NASTY:
+        for mode in ("words", "meaning", "hybrid"):
+            api = client.get("/api/search", params={"q": text, "mode": mode})
+            assert api.status_code in (200, 422), (text[:40], mode, api.text[:300])
+            assert "total" in api.json() if api.status_code == 200 else api.json()["detail"]
+        page = client.get("/", params={"q": text})
+        assert page.status_code in (200, 422), (text[:40], page.text[:300])
+        assert "<script>alert(1)" not in page.text
+
+
+def test_blank_form_fields_mean_defaults(client):
+    page = client.get("/?q=Hikvision&mode=&sort=&relevant=&since=&until=&vendor=&page=")
+    assert page.status_code == 200
+    assert "Canada orders Hikvision and Dahua cameras stripped from federal buildings" in page.text
+
+
+def test_search_page_shows_stories_with_readable_tags_and_a_bookmarkable_form(client):
+    page = client.get("/", params={"q": "Hikvision", "vendor": "Hikvision", "country": "CA"})
+    assert page.status_code == 200
+    html = page.text
+    assert '<form class="search" method="get" action="/"' in html and 'value="Hikvision"' in html
+    assert "Canada orders Hikvision and Dahua cameras stripped from federal buildings" in html
+    assert ">Canada<" in html  # CA shown as its name
+    assert "<mark>" in html
+    assert 'href="/api/search.csv?q=Hikvision&amp;vendor=Hikvision&amp;country=CA"' in html
+    assert "https://" not in html.split("<body>")[0], "pages load no external assets"
+    story_id = search(client, q="Hikvision", vendor="Hikvision", country="CA")["results"][0]["story_id"]
+    assert f'href="/stories/{story_id}"' in html
+
+
+def test_story_page_and_api_show_sources_evidence_and_similar_stories(client):
+    hit = search(client, q="Australian Defence Force DJI drones", mode="words")["results"][0]
+    api = client.get(f"/api/stories/{hit['story_id']}").json()
+    story = api["story"]
+    assert story["title"] == "Australian Defence Force bans DJI drones and orders fleet grounded"
+    assert len(story["sources"]) >= 1 and all(s["url"].startswith("http://127.0.0.1") for s in story["sources"])
+    assert "DJI" in story["vendors"] and story["why"]
+    assert api["similar"] and hit["story_id"] not in {s["story_id"] for s in api["similar"]}
+    html = client.get(f"/stories/{hit['story_id']}").text
+    assert story["title"] in html and "More like this" in html and "Why it matched" in html
+    assert all(f'href="{s["url"]}"' in html for s in story["sources"])
+    assert "Closest example" in html and "{&#34;" not in html and '{"' not in html  # evidence readable, not raw JSON
+    assert f'href="/stories/{api["similar"][0]["story_id"]}"' in html
+
+
+def test_article_page_and_api_show_text_metadata_verdict_and_story(client):
+    hit = search(client, q="Aarhus", mode="words")["results"][0]
+    article = client.get(f"/api/articles/{hit['article_id']}").json()["article"]
+    assert article["story_id"] == hit["story_id"] and article["relevant"] is True and 0 <= article["score"] <= 1
+    assert "Aarhus" in article["text"] and article["outlet"] and article["why"]
+    html = client.get(f"/articles/{hit['article_id']}").text
+    assert article["title"] in html and f'href="/stories/{hit["story_id"]}"' in html and article["url"] in html
+
+
+def test_unknown_ids_are_404_pages_and_json(client):
+    for path in ("/stories/999999", "/articles/999999", "/no/such/page"):
+        page = client.get(path)
+        assert page.status_code == 404 and "Not found" in page.text and page.headers["content-type"].startswith("text/html")
+    for path in ("/api/stories/999999", "/api/articles/999999"):
+        api = client.get(path)
+        assert api.status_code == 404 and "999999" in api.json()["detail"]
+    assert client.get("/api/stories/99999999999999999999").status_code == 422
+    assert client.get("/stories/abc").status_code == 422
+
+
+def test_exports_hold_every_matching_story(client):
+    answer = search(client, relevant="false", per_page=5)
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/search.csv?relevant=false").text)))
+    assert len(rows) == answer["total"] and CONTRACT <= set(rows[0])
+    assert all("<mark>" not in row["snippet"] for row in rows)
+    exported = client.get("/api/search.json", params={"q": "Hikvision", "mode": "words"})
+    assert exported.headers["content-disposition"].startswith("attachment")
+    assert [r["story_id"] for r in exported.json()] == [r["story_id"] for r in search(client, q="Hikvision", mode="words")["results"]]
+
+
+def test_atom_feed_of_a_search_is_valid_atom(client):
+    response = client.get("/feed.atom?vendor=Hikvision")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("application/atom+xml")
+    feed = ElementTree.fromstring(response.content)
+    assert feed.tag == f"{ATOM}feed" and feed.findtext(f"{ATOM}id") and feed.findtext(f"{ATOM}updated")
+    entries = feed.findall(f"{ATOM}entry")
+    assert len(entries) == search(client, vendor="Hikvision")["total"]
+    for entry in entries:
+        assert entry.findtext(f"{ATOM}id") and entry.findtext(f"{ATOM}title") and entry.findtext(f"{ATOM}updated")
+        assert entry.find(f"{ATOM}link").get("href").startswith("http")
+    assert {c.get("term") for c in entries[0].findall(f"{ATOM}category")} >= {"Hikvision"}
+
+
+def test_openapi_documents_the_api(client):
+    schema = client.get("/openapi.json").json()
+    parameters = {p["name"] for p in schema["paths"]["/api/search"]["get"]["parameters"]}
+    assert {"q", "mode", "topic", "relevant", "vendor", "country", "action", "source", "since", "until", "sort", "page", "per_page"} <= parameters
+    assert {"/api/stories/{story_id}", "/api/articles/{article_id}", "/api/search.csv", "/feed.atom"} <= set(schema["paths"])
+    assert "/" not in schema["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_titles_are_shown_as_text_never_as_markup(sessions, embedder, config, tmp_path, database_url):
+    build_demo_archive(sessions, embedder, config, _settings(tmp_path, database_url))
+    nasty = '<script>alert("x")</script> Canada orders Hikvision cameras out'
+    formula = '=HYPERLINK("http://evil.example/","Aarhus")'
+    with sessions.begin() as session:
+        article = session.scalars(select(Article).where(Article.title.startswith("Canada orders"))).first()
+        article.title = nasty
+        session.get(Story, article.story_id).title = nasty
+        article_id, story_id = article.id, article.story_id
+        aarhus = session.scalars(select(Article).where(Article.title.startswith("Aarhus"))).first()
+        session.get(Story, aarhus.story_id).title = formula
+        aarhus_story = aarhus.story_id
+    app = create_app(sessions=sessions, embedder=embedder, config=config, settings=_settings(tmp_path, database_url))
+    with TestClient(app) as client:
+        for path in ("/?q=Canada", f"/stories/{story_id}", f"/articles/{article_id}", "/?q=" + nasty):
+            html = client.get(path).text
+            assert '<script>alert("x")' not in html, path
+            assert "&lt;script&gt;alert(" in html, path
+        assert search(client, q="Canada", mode="words")["results"][0]["title"] == nasty
+        rows = {row["story_id"]: row for row in csv.DictReader(io.StringIO(client.get("/api/search.csv").text))}
+        assert rows[str(aarhus_story)]["title"] == "'" + formula  # a spreadsheet shows it, never runs it
+
+
+def test_a_token_protects_pages_and_api_when_set(stored, embedder, config):
+    sessions, settings = stored
+    app = create_app(sessions=sessions, embedder=embedder, config=config, settings=settings.model_copy(update={"api_token": "s3cret"}))
+    with TestClient(app) as client:
+        assert client.get("/api/search").status_code == 401
+        assert client.get("/api/search", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/api/search", headers={"Authorization": "Bearer s3cret"}).json()["total"] >= 1
+        assert client.get("/feed.atom?token=s3cret").status_code == 200
+        page = client.get("/?q=Hikvision")
+        assert page.status_code == 401 and 'name="token"' in page.text
+        assert client.get("/static/archive.css").status_code == 200
+        entered = client.get("/?q=Hikvision&token=s3cret", follow_redirects=False)
+        assert entered.status_code == 303 and entered.headers["location"] == "/?q=Hikvision" and "s3cret" in entered.headers["set-cookie"]
+        assert client.get("/?q=Hikvision").status_code == 200  # the cookie now carries it
+    with TestClient(create_app(sessions=sessions, embedder=embedder, config=config, settings=settings)) as open_client:
+        assert open_client.get("/api/search").status_code == 200
