@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy.orm import sessionmaker
 
 from monitor.config import Settings, load_config
 from monitor.demo.server import LocalSite
@@ -53,9 +56,12 @@ def _postgres_available() -> bool:
         return False
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+@contextmanager
+def new_database(kind: str, folder: Path) -> Iterator[str]:
+    """The URL of a new, empty database of either store; a PostgreSQL one is dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder / 'monitor.db'}"
+        return
     if not _postgres_available():
         if REQUIRE_POSTGRES:
             pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
@@ -68,6 +74,13 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def postgres_url(tmp_path) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test, dropped afterwards."""
+    with new_database("postgres", tmp_path) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -84,6 +97,37 @@ def sessions(database_url):
     upgrade(engine)
     yield session_factory(engine)
     engine.dispose()
+
+
+@dataclass(frozen=True)
+class Archive:
+    url: str
+    sessions: sessionmaker
+    settings: Settings
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def demo_archive(request, tmp_path_factory, embedder, config) -> Iterator[Archive]:
+    """The demo site's stories stored by the real pipeline, once per store per test session, for tests that only read them."""
+    from .archive import build_demo_archive
+
+    folder = tmp_path_factory.mktemp("archive")
+    with new_database(request.param, folder) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        sessions = session_factory(engine)
+        settings = Settings(
+            config=ROOT / "feeds.yaml",
+            database_url=url,
+            model_cache=folder / "models",
+            host_delay=0,
+            host_concurrency=4,
+            connect_timeout=5,
+            read_timeout=5,
+        )
+        build_demo_archive(sessions, embedder, config, settings)
+        yield Archive(url, sessions, settings)
+        engine.dispose()
 
 
 @pytest.fixture

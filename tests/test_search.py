@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from datetime import date, datetime, timezone
 
 import numpy as np
-import psycopg
 import pytest
 from alembic import command
 from sqlalchemy import delete, func, inspect, select
 from typer.testing import CliRunner
 
-from monitor.config import Settings
 from monitor.domain import Candidate, TopicVerdict
 from monitor.embed import to_bytes
 from monitor.store import repository as repo
-from monitor.store.db import alembic_config, make_engine, session_factory, upgrade
+from monitor.store.db import alembic_config, make_engine, session_factory
 from monitor.store.models import Article
 from monitor.store.search import (
     SearchError,
@@ -30,8 +27,6 @@ from monitor.store.search import (
 )
 from monitor.store.terms import fuse, parse_terms
 
-from .archive import build_demo_archive
-from .conftest import POSTGRES_ADMIN, REQUIRE_POSTGRES, ROOT, _postgres_available
 
 TOPIC = "china-surveillance-bans"
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
@@ -65,35 +60,12 @@ NASTY = [
 ]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def archive(request, tmp_path_factory, embedder, config):
-    """The demo archive, built once per store for the read-only tests of this module."""
-    folder = tmp_path_factory.mktemp("archive")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{folder / 'monitor.db'}"
-    else:
-        if not _postgres_available():
-            if REQUIRE_POSTGRES:
-                pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
-            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
-        name = f"monitor_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    settings = Settings(config=ROOT / "feeds.yaml", database_url=url, host_delay=0, host_concurrency=4, connect_timeout=5, read_timeout=5)
-    build_demo_archive(sessions, embedder, config, settings)
+@pytest.fixture(scope="module")
+def archive(demo_archive):
     vectors = VectorIndex()
-    with sessions() as session:
+    with demo_archive.sessions() as session:
         vectors.refresh(session)
-    yield url, sessions, vectors
-    engine.dispose()
-    if name:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return demo_archive.url, demo_archive.sessions, vectors
 
 
 def find(archive, embedder, q: str = "", **fields):

@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
-import uuid
 from xml.etree import ElementTree
 
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from monitor.config import Settings
-from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Story
 from monitor.web.app import create_app
 
 from .archive import build_demo_archive
-from .conftest import POSTGRES_ADMIN, REQUIRE_POSTGRES, ROOT, _postgres_available
+from .conftest import ROOT
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTRACT = {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
@@ -59,32 +56,9 @@ def _settings(tmp_path, database_url: str, **changes) -> Settings:
     )
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
-def stored(request, tmp_path_factory, embedder, config):
-    """One demo archive per store, shared by the tests that only read it (building one takes the pipeline a while)."""
-    tmp_path = tmp_path_factory.mktemp("archive")
-    name = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'monitor.db'}"
-    else:
-        if not _postgres_available():
-            if REQUIRE_POSTGRES:
-                pytest.fail("PostgreSQL on 127.0.0.1:5432 is required here (CI) but does not answer")
-            pytest.skip("no PostgreSQL server on 127.0.0.1:5432")
-        name = f"monitor_test_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    engine = make_engine(url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    settings = _settings(tmp_path, url)
-    build_demo_archive(sessions, embedder, config, settings)
-    yield sessions, settings
-    engine.dispose()
-    if name:
-        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@pytest.fixture(scope="module")
+def stored(demo_archive):
+    return demo_archive.sessions, demo_archive.settings
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import string
 from dataclasses import dataclass
 from datetime import date, datetime, timezone as utc_zone
 from email.message import EmailMessage
