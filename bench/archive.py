@@ -11,6 +11,7 @@ Queries go through the JSON API (FastAPI's TestClient, in process) and embed wit
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import tempfile
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, text
+from sqlalchemy import func, insert, select, text
 
 from monitor.config import Settings, load_config
 from monitor.demo.site import load_demo_articles
@@ -38,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 SIZES = (10_000, 100_000)
 QUERIES = 60  # per mode, store and size
+KEEP = os.environ.get("BENCH_ARCHIVE_KEEP")  # a SQLite file kept between runs: built once, then only the sizes it can show are measured
 TOPIC = "china-surveillance-bans"
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 DAYS = 730
@@ -168,9 +170,11 @@ def run_store(url: str, embedder, directions: np.ndarray) -> list[dict]:
     upgrade(engine)
     sessions = session_factory(engine)
     settings = Settings(database_url=url, config=ROOT / "feeds.yaml")
-    rows, stored = [], 0
-    for size in SIZES:
-        built = fill(sessions, stored, size - stored, directions, seed=size)
+    rows = []
+    with sessions() as session:
+        stored = session.scalar(select(func.count()).select_from(Article))  # a kept file's articles (BENCH_ARCHIVE_KEEP)
+    for size in (size for size in SIZES if size >= stored):
+        built = fill(sessions, stored, size - stored, directions, seed=size) if size > stored else 0.0
         stored = size
         vectors = VectorIndex()
         client = TestClient(create_app(sessions=sessions, embedder=embedder, config=load_config(settings.config), settings=settings, vectors=vectors))
@@ -196,8 +200,11 @@ def main() -> dict:
         embedder.embed([phrase])
     embed_ms = (time.perf_counter() - started) * 1000 / (len(SUBJECTS) * 5)
     rows = []
-    with tempfile.TemporaryDirectory() as folder:
-        rows += run_store(f"sqlite:///{folder}/archive.db", embedder, directions)
+    if KEEP:
+        rows += run_store(f"sqlite:///{KEEP}", embedder, directions)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            rows += run_store(f"sqlite:///{folder}/archive.db", embedder, directions)
     name = f"bench_archive_{uuid.uuid4().hex[:8]}"
     try:
         with psycopg.connect(POSTGRES_ADMIN, autocommit=True, connect_timeout=3) as connection:

@@ -320,3 +320,41 @@ def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database
     command.upgrade(config, "head")
     assert words(sessions, "Hytera").total == 1
     engine.dispose()
+
+
+def test_words_follow_articles_moved_between_stories_and_stories_deleted(sessions, embedder):
+    from sqlalchemy import text
+
+    from monitor.store.models import Story
+
+    first = store(sessions, embedder, "https://x.example/p", "Police stop buying Hytera radios", "The police stopped buying Hytera radios.")
+    second = store(sessions, embedder, "https://x.example/c", "Council drops Hytera radios", "The council dropped its Hytera radios.")
+    with sessions() as session:
+        story_of = {a: session.get(Article, a).story_id for a in (first, second)}
+    assert {hit.story_id for hit in words(sessions, "Hytera").results} == set(story_of.values()) and len(set(story_of.values())) == 2
+
+    with sessions.begin() as session:
+        session.get(Article, second).story_id = story_of[first]  # the second article joins the first's story
+    page = words(sessions, "council Hytera")
+    assert page.total == 1 and page.results[0].story_id == story_of[first] and page.results[0].article_id == second
+    assert words(sessions, "Hytera").total == 1
+
+    with sessions.begin() as session:
+        session.execute(delete(Article).where(Article.id == second))
+    assert words(sessions, "council Hytera").total == 0 and words(sessions, "Hytera").total == 1
+    with sessions.begin() as session:
+        session.execute(delete(Story).where(Story.id == story_of[first]))  # its articles keep no story (ON DELETE SET NULL)
+    assert words(sessions, "Hytera").total == 0
+
+    navy = store(sessions, embedder, "https://x.example/n", "Navy bans Hytera radios", "The navy banned Hytera radios.")
+    with sessions.begin() as session:  # an article stored straight into a story
+        story_id = session.get(Article, navy).story_id
+        url = "https://x.example/a"
+        session.add(Article(url=url, original_url=url, title="Army bans Hytera radios", summary="", text="", text_source="feed",
+                            content_hash="a" * 64, fetched_at=NOW, story_id=story_id))  # fmt: skip
+    page = words(sessions, "army Hytera")
+    assert page.total == 1 and page.results[0].story_id == story_id
+    if sessions.kw["bind"].dialect.name == "sqlite":  # the narrow map that word search joins follows articles
+        with sessions() as session:
+            stored = session.execute(text("SELECT id, story_id FROM articles WHERE story_id IS NOT NULL ORDER BY id")).all()
+            assert session.execute(text("SELECT article_id, story_id FROM article_stories ORDER BY article_id")).all() == stored

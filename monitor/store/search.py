@@ -34,13 +34,15 @@ SNIPPET_TOKENS = 24
 HEADLINE_OPTIONS = f'StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
 REGCONFIG = literal_column("'english'::regconfig")
 
-# the search objects that migration 0004 adds beside the models
+# the search objects that migrations 0004 and 0005 add beside the models
 FTS_TABLE = "articles_fts"
+STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
 TSVECTOR_COLUMN = "search_vector"
 TSVECTOR_INDEX = "ix_articles_search_vector"
 
 _fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
 _fts_match = literal_column(FTS_TABLE).op("MATCH")
+_story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
 _tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
 
 
@@ -90,10 +92,10 @@ class SearchPage:
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
-    """The objects of migration 0004 that the models do not declare (for Alembic's include_name)."""
+    """The objects of migrations 0004 and 0005 that the models do not declare (for Alembic's include_name)."""
     if not name:
         return False
-    return (type_ == "table" and name.startswith(FTS_TABLE)) or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX)
+    return (type_ == "table" and (name.startswith(FTS_TABLE) or name == STORY_MAP)) or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX)
 
 
 def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_vector: np.ndarray | None) -> SearchPage:
@@ -219,14 +221,15 @@ def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit
     if dialect == "sqlite":
         hits = select(_fts.c.rowid.label("id"), (-_fts.c.rank).label("rank")).where(_fts_match(terms.fts5())).subquery()
         best = func.max(hits.c.rank)  # SQLite returns the other columns of the row holding the max
+        story_id = _story_map.c.story_id
         statement = (
-            select(Article.story_id, Article.id, best, func.count().over())
+            select(story_id, _story_map.c.article_id, best, func.count().over())
             .select_from(hits)
-            .join(Article, Article.id == hits.c.id)
-            .join(Story, Story.id == Article.story_id)
+            .join(_story_map, _story_map.c.article_id == hits.c.id)
+            .join(Story, Story.id == story_id)
             .where(*filters)
-            .group_by(Article.story_id)
-            .order_by(*((_story_date().desc(), Article.story_id.desc()) if newest else (best.desc(), Article.story_id)))
+            .group_by(story_id)
+            .order_by(*((_story_date().desc(), story_id.desc()) if newest else (best.desc(), story_id)))
         )
     else:
         tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
@@ -248,12 +251,14 @@ def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit
 
 
 def _words_total(session: Session, dialect: str, terms: Terms, filters: list) -> int:
-    statement = select(func.count(distinct(Article.story_id))).join(Story, Story.id == Article.story_id).where(*filters)
     if dialect == "sqlite":
-        statement = statement.join(_fts, _fts.c.rowid == Article.id).where(_fts_match(terms.fts5()))
+        story_id = _story_map.c.story_id
+        matches = select(func.count(distinct(story_id))).select_from(_fts).join(_story_map, _story_map.c.article_id == _fts.c.rowid)
+        matches = matches.where(_fts_match(terms.fts5()))
     else:
-        statement = statement.where(_tsvector.op("@@")(func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))))
-    return session.scalar(statement)
+        story_id = Article.story_id
+        matches = select(func.count(distinct(story_id))).where(_tsvector.op("@@")(func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))))
+    return session.scalar(matches.join(Story, Story.id == story_id).where(*filters))
 
 
 def _meaning(session: Session, filters: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
