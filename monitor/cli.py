@@ -303,7 +303,7 @@ def digest(
         message = to_email(built, sender=app_.settings.mail_from, recipients=recipients or ["undisclosed-recipients:;"])
         if output:
             output.write_bytes(bytes(message))
-            typer.echo(f"{output}: {built.subject} ({built.stories} stories)")
+            typer.echo(f"{output}: {built.subject}")
         else:
             sys.stdout.write(message.as_string())
         return
