@@ -366,5 +366,5 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
     rest = [a for a in article_ids if a not in raw]
     if rest:
         for article_id, title, text, summary in session.execute(select(Article.id, Article.title, Article.text, Article.summary).where(Article.id.in_(rest))):
-            raw[article_id] = lead(text or summary or title, 200).replace(MARK_START, "").replace(MARK_END, "")
+            raw[article_id] = (lead(text or summary, 200, title=title) or title).replace(MARK_START, "").replace(MARK_END, "")
     return {article_id: render_snippet(text) for article_id, text in raw.items()}

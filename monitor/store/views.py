@@ -35,9 +35,21 @@ def as_source(article: Article, feed_name: str | None) -> Source:
     )
 
 
-def lead(text: str, limit: int = SUMMARY_CHARS) -> str:
-    """The first sentences of a text that fit in limit characters (one cut sentence when none fits)."""
-    text = " ".join(text.split())
+HEADLINE_SLACK = 40  # characters of section name or kicker a page may put before the repeated headline
+
+
+def without_headline(text: str, title: str) -> str:
+    """The text without its opening headline: pages often repeat it (after a section name) where the article starts."""
+    headline = " ".join(title.split())
+    if not headline:
+        return text
+    at = text.lower().find(headline.lower(), 0, len(headline) + HEADLINE_SLACK)
+    return text[at + len(headline) :].lstrip(" .:|—-") if at != -1 else text
+
+
+def lead(text: str, limit: int = SUMMARY_CHARS, *, title: str = "") -> str:
+    """The first sentences of a text that fit in limit characters (one cut sentence when none fits), headline left out."""
+    text = without_headline(" ".join(text.split()), title)
     if len(text) <= limit:
         return text
     taken = ""
@@ -96,7 +108,7 @@ def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> li
                 countries=list(story.countries),
                 actions=list(story.actions),
                 why=best[2].why if best and best[2] else {},
-                summary=lead(text_of or ""),
+                summary=lead(text_of or "", title=best[0].title if best else ""),
                 sources=sources,
             )
         )
