@@ -1,0 +1,9 @@
+"""The command line: `monitor run`, `status`, `digest`, `demo`, `export`, `score`, `eval`, `rescore`, `serve`, `search`."""
+
+# Each module adds its commands to app; `monitor --help` lists them in this order.
+from monitor.cli import service  # noqa: F401  isort: skip
+from monitor.cli import articles  # noqa: F401  isort: skip
+from monitor.cli import archive  # noqa: F401  isort: skip
+from monitor.cli.common import app
+
+__all__ = ["app"]

@@ -1,0 +1,225 @@
+"""The service's commands: run, status, digest and the demo."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from monitor.config import FeedSpec
+from monitor.domain import FeedOutcome
+from monitor.notify.digest import to_email
+from monitor.notify.outbox import Report, digest_day
+from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.scheduler import build_scheduler, serve_forever
+from monitor.store import outbox
+from monitor.store import repository as repo
+from monitor.cli.common import (
+    App,
+    app,
+    build_sender,
+    ConfigOption,
+    err,
+    format_when,
+    load_app,
+    log,
+    pipeline_deps,
+    stop_on_signals,
+    topic_spec,
+    VerboseOption,
+)
+
+
+def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) -> list[FeedOutcome]:
+    if not err.is_terminal:
+
+        def report(outcome: FeedOutcome) -> None:
+            if outcome.ok:
+                log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
+
+        return run_pass(feed_ids, deps, on_done=report, stop=stop)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task("polling feeds", total=len(feed_ids))
+        return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
+
+
+def _summary(outcomes: list[FeedOutcome]) -> None:
+    ok = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    new = sum(o.new_articles for o in outcomes)
+    relevant = sum(o.relevant for o in outcomes)
+    page_errors = sum(len(o.page_errors) for o in outcomes)
+    typer.echo(
+        f"feeds ok: {len(ok)}, failed: {len(failed)}; new articles: {new}; relevant: {relevant}; "
+        f"pages read from the feed's summary instead: {page_errors}"
+    )
+    for outcome in failed:
+        typer.echo(f"  failed: {outcome.feed}: {outcome.error}")
+
+
+@app.command()
+def run(
+    once: Annotated[bool, typer.Option("--once", help="Poll every feed one time, process all, and exit.")] = False,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """The service: schedules every feed of feeds.yaml at its interval."""
+    app_ = load_app(config, verbose=verbose)
+    with app_.sessions.begin() as session:
+        repo.sync_feeds(session, app_.config.feeds, now=utcnow())
+    stop = stop_on_signals()
+    sender = build_sender(app_)
+    with pipeline_deps(app_, sender=sender) as deps:
+        if once:
+            with app_.sessions() as session:
+                feed_ids = repo.active_feed_ids(session)
+            _summary(_pass_with_progress(feed_ids, deps, stop))
+            _delivery_summary(sender.deliver_due())
+            return
+        with app_.sessions() as session:
+            feeds = [f for f in repo.feeds_overview(session) if f.active]
+        if sender.mail is not None:
+            sender.plan_if_missed()
+        scheduler = build_scheduler(
+            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval
+        )
+        serve_forever(scheduler, stop)
+
+
+def _delivery_summary(report: Report) -> None:
+    if report.sent or report.failed:
+        typer.echo(f"deliveries: {report.sent} sent, {report.failed} failed (see `monitor status`)")
+    for line in report.digests:
+        typer.echo(f"digest {line}")
+
+
+@app.command()
+def status(config: ConfigOption = None) -> None:
+    """Feeds with their last success, last error and next due time; the alerts and digests owed, sent and failed."""
+    app_ = load_app(config)
+    with app_.sessions() as session:
+        feeds = repo.feeds_overview(session)
+        counts = repo.article_counts(session)
+    table = Table(title="feeds")
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due"):
+        table.add_column(column)
+    for feed in feeds:
+        table.add_row(
+            feed.name,
+            "yes" if feed.active else "no",
+            str(counts.get(feed.id, 0)),
+            format_when(feed.last_success_at),
+            str(feed.error_count),
+            (feed.last_error or "")[:80],
+            format_when(feed.next_due_at) if feed.active else "-",
+        )
+    console = Console(width=200)
+    console.print(table)
+    _outbox_status(app_, console)
+
+
+def _outbox_status(app_: App, console: Console) -> None:
+    """Deliveries by state, the recent digests, and every delivery that failed or waits after an error."""
+    with app_.sessions() as session:
+        counts = outbox.outbox_counts(session)
+        problems = outbox.outbox_problems(session)
+        digests = outbox.recent_digests(session)
+    summary = ", ".join(f"{channel} {state}: {n}" for (channel, state), n in sorted(counts.items())) or "nothing owed yet"
+    console.print(f"deliveries: {summary}")
+    for run in digests:
+        when = format_when(run.sent_at) if run.sent_at else f"due {format_when(run.due_at)}"
+        console.print(f"digest {run.topic} {run.day}: {run.status}, {run.stories} stories, {when}" + (f", error: {run.last_error}" if run.last_error else ""))
+    if problems:
+        table = Table(title="deliveries failed or retrying")
+        for column in ("channel", "route", "what", "state", "attempts", "next try", "last error"):
+            table.add_column(column)
+        for row in problems:
+            next_try = format_when(row.due_at) if row.status == "pending" else "given up"
+            table.add_row(row.channel, row.route, row.subject, row.status, str(row.attempts), next_try, (row.last_error or "")[:100])
+        console.print(table)
+
+
+@app.command()
+def digest(
+    date_: Annotated[Optional[datetime], typer.Option("--date", formats=["%Y-%m-%d"], help="The day (default: today in the digest's time zone).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Write the email (both parts) instead of sending it.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="With --dry-run: write to this file (.eml) instead of stdout.")] = None,
+    topic: Annotated[Optional[str], typer.Option("--topic", help="Topic (default: the first).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Send again a digest that was already sent.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Build the digest of a day and send it (or, with --dry-run, show it)."""
+    app_ = load_app(config)
+    sender = build_sender(app_)
+    name = topic_spec(app_.config, topic).name
+    day = date_.date() if date_ else digest_day(utcnow(), app_.config.outputs.digest)
+    if dry_run:
+        built, _ = sender.build(name, day)
+        recipients = app_.settings.digest_recipients(app_.config.outputs.digest.recipients)
+        message = to_email(built, sender=app_.settings.mail_from, recipients=recipients or ["undisclosed-recipients:;"])
+        if output:
+            output.write_bytes(bytes(message))
+            typer.echo(f"{output}: {built.subject}")
+        else:
+            sys.stdout.write(message.as_string())
+        return
+    if sender.mail is None:
+        err.print("[red]no digest can be sent:[/] set MONITOR_SMTP_HOST and recipients (MONITOR_DIGEST_TO or outputs.digest.recipients in feeds.yaml)")
+        raise typer.Exit(2)
+    with app_.sessions.begin() as session:
+        run = outbox.plan_digest(session, topic=name, day=day.isoformat(), due_at=utcnow(), now=utcnow())
+        if run.status != "pending" and not force:
+            err.print(f"the {name} digest of {day} was already {run.status} at {format_when(run.sent_at)}; --force sends it again")
+            raise typer.Exit(1)
+        run.status, run.due_at = "pending", utcnow()
+    report = Report()
+    sender.deliver_digests(report)
+    _delivery_summary(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Serve the sample news site on localhost and run one pass of the real pipeline over it."""
+    from monitor.demo.server import LocalSite
+    from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
+
+    app_ = load_app(config, verbose=verbose)
+    articles = load_demo_articles()
+    with LocalSite() as site:
+        site.routes.update(site_routes(articles, site.base_url))
+        specs = [
+            FeedSpec(name=f"{SITE_NAME} ({section})", url=url, interval=3600)
+            for section, url in feed_urls(articles, site.base_url).items()
+        ]
+        typer.echo(f"sample site with {len(articles)} articles at {site.base_url} ({len(specs)} feeds)")
+        with app_.sessions.begin() as session:
+            repo.sync_feeds(session, specs, now=utcnow())
+            feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
+        polite_to_ourselves = app_.settings.model_copy(update={"host_delay": 0.0, "host_concurrency": 8})
+        sender = build_sender(app_)
+        with pipeline_deps(app_, polite_to_ourselves, sender=sender) as deps:
+            outcomes = _pass_with_progress(feed_ids, deps, stop_on_signals())
+        report = sender.deliver_due()
+    _summary(outcomes)
+    _delivery_summary(report)
+    topic = app_.config.topics[0].name
+    with app_.sessions() as session:
+        found = [row for row in repo.export_rows(session, topic=topic, relevant_only=True)]
+    typer.echo(f"\non-topic articles found ({topic}): {len(found)}")
+    for row in sorted(found, key=lambda r: -r["score"]):
+        tags = ", ".join(row["vendors"] + row["countries"] + row["actions"])
+        typer.echo(f"  {row['score']:.2f}  {row['title']}" + (f"  [{tags}]" if tags else ""))
+    typer.echo("\nnext: `monitor export --format jsonl` lists every stored article.")
