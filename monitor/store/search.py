@@ -1,4 +1,4 @@
-"""The archive's search engine: stories found by words (FTS5 / tsvector), by meaning (exact vector search) or both fused."""
+"""The archive's search engine: stories found by words (FTS5 / tsvector), by meaning (in memory, or pgvector) or both fused."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, fuse, parse_terms, render_snippet
-from monitor.store.vectors import VectorIndex
+from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
 from monitor.store.views import lead, outlet_name
 
 __all__ = [
@@ -34,7 +34,7 @@ SNIPPET_TOKENS = 24
 HEADLINE_OPTIONS = f'StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
 REGCONFIG = literal_column("'english'::regconfig")
 
-# the search objects that migrations 0004 and 0005 add beside the models
+# the search objects that migrations 0004, 0005 and 0006 add beside the models
 FTS_TABLE = "articles_fts"
 STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
 TSVECTOR_COLUMN = "search_vector"
@@ -92,10 +92,11 @@ class SearchPage:
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
-    """The objects of migrations 0004 and 0005 that the models do not declare (for Alembic's include_name)."""
+    """The objects of migrations 0004, 0005 and 0006 that the models do not declare (for Alembic's include_name)."""
     if not name:
         return False
-    return (type_ == "table" and (name.startswith(FTS_TABLE) or name == STORY_MAP)) or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX)
+    tables = type_ == "table" and (name.startswith(FTS_TABLE) or name == STORY_MAP)
+    return tables or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX, VECTOR_COLUMN, VECTOR_INDEX)
 
 
 def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_vector: np.ndarray | None) -> SearchPage:
@@ -146,7 +147,11 @@ def similar_stories(session: Session, story_id: int, *, topic: str, vectors: Vec
         return []
     vector = np.mean([np.frombuffer(blob, dtype=np.float32) for blob in blobs], axis=0)
     vector /= np.linalg.norm(vector) or 1.0
-    ranked = _by_story(session, vectors.nearest(vector, CANDIDATES + len(blobs)), skip={story_id})[:k]
+    if vectors.in_database(session):
+        nearest = nearest_in_database(session, vector, CANDIDATES + len(blobs))
+    else:
+        nearest = vectors.nearest(vector, CANDIDATES + len(blobs))
+    ranked = _by_story(session, nearest, skip={story_id})[:k]
     return _hits(session, session.get_bind().dialect.name, ranked, None, topic)
 
 
@@ -263,11 +268,15 @@ def _words_total(session: Session, dialect: str, terms: Terms, filters: list) ->
 
 def _meaning(session: Session, filters: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
     """(story id, nearest article id, cosine) of the stories nearest in meaning, among those the filters let through."""
-    among = None
-    if filters:
-        allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*filters))
-        among = np.fromiter(allowed, dtype=np.int64)
-    nearest = [(article_id, cosine) for article_id, cosine in vectors.nearest(vector, CANDIDATES, among) if cosine >= MEANING_FLOOR]
+    if vectors.in_database(session):
+        nearest = nearest_in_database(session, vector, CANDIDATES, filters)
+    else:
+        among = None
+        if filters:
+            allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*filters))
+            among = np.fromiter(allowed, dtype=np.int64)
+        nearest = vectors.nearest(vector, CANDIDATES, among)
+    nearest = [(article_id, cosine) for article_id, cosine in nearest if cosine >= MEANING_FLOOR]
     return _by_story(session, nearest)
 
 

@@ -1,17 +1,70 @@
-"""Exact vector search over the stored article embeddings, held in memory as one normalised float32 matrix."""
+"""Vector search over the article embeddings: exact, in memory (NumPy), or in PostgreSQL where pgvector serves it."""
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
 
 import numpy as np
-from sqlalchemy import select
+from pgvector.sqlalchemy import Vector
+from sqlalchemy import Engine, cast, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from monitor.store.models import Article
+from monitor.store.models import Article, Story
 
 FULL_RELOAD_SECONDS = 3600  # vectors replaced in place (an edited article) are picked up within this
+
+# migration 0006's objects, on a PostgreSQL with pgvector only
+VECTOR_COLUMN = "embedding_vector"
+VECTOR_INDEX = "ix_articles_embedding_vector"
+EXACT_UP_TO = 20_000  # filtered meaning search reads this many vectors exactly; beyond, the HNSW index serves
+EF_SEARCH_MIN, EF_SEARCH_MAX = 40, 1000  # pgvector's default and its maximum: the index scan yields at most this many
+
+_vector = literal_column(f"articles.{VECTOR_COLUMN}", Vector())
+_served: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+_HAS_COLUMN = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('articles') AND attname = :name AND NOT attisdropped)"
+)
+
+
+def in_database(session: Session) -> bool:
+    """Whether the store searches vectors itself (PostgreSQL with migration 0006's column); asked once per engine."""
+    bind = session.get_bind()
+    if bind.dialect.name != "postgresql":
+        return False
+    engine = bind.engine
+    served = _served.get(engine)
+    if served is None:
+        served = _served[engine] = bool(session.scalar(_HAS_COLUMN, {"name": VECTOR_COLUMN}))
+    return served
+
+
+def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: list = ()) -> list[tuple[int, float]]:
+    """The k articles closest to vector by cosine, best first, among those of the stories the filters let through.
+
+    Unfiltered, or when more than EXACT_UP_TO articles pass the filters, pgvector's HNSW index
+    yields up to EF_SEARCH_MAX candidates and the filters apply to those (approximate: a filter
+    that keeps a small share of a large archive may find fewer); otherwise an exact scan of the
+    articles the filters let through, like the in-memory search.
+    """
+    if k <= 0:
+        return []
+    query = cast(np.asarray(vector, dtype=np.float32), Vector())
+    distance = _vector.cosine_distance(query)  # <=>
+    statement = select(Article.id, 1 - distance).where(_vector.is_not(None))
+    exact = False
+    if filters:
+        statement = statement.join(Story, Story.id == Article.story_id).where(*filters)
+        passing = statement.with_only_columns(Article.id).limit(EXACT_UP_TO + 1).subquery()
+        exact = session.scalar(select(func.count()).select_from(passing)) <= EXACT_UP_TO
+    if not exact:
+        ef_search = min(max(k, EF_SEARCH_MIN) if not filters else EF_SEARCH_MAX, EF_SEARCH_MAX)
+        session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))  # for this transaction
+    # the index serves only ORDER BY the distance alone; `+ 0` keeps the planner off it, for an exact scan
+    order = (distance + literal_column("0"), Article.id) if exact else (distance,)
+    rows = session.execute(statement.order_by(*order).limit(k)).all()
+    return [(article_id, float(cosine)) for article_id, cosine in rows]
 
 
 class VectorIndex:
@@ -19,9 +72,12 @@ class VectorIndex:
 
     Chosen over sqlite-vec by measurement (bench/archive.py), and the same code serves PostgreSQL
     without pgvector. Readers take one consistent snapshot; refresh appends behind them under a lock.
+    Where the store searches vectors itself (in_database), it loads nothing and search asks the
+    store, unless made with memory_only (to compare the two).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, memory_only: bool = False) -> None:
+        self.memory_only = memory_only
         self._lock = threading.Lock()
         self._ids = np.zeros(0, dtype=np.int64)  # capacity buffers; the first _size rows are filled
         self._matrix = np.zeros((0, 0), dtype=np.float32)
@@ -38,8 +94,17 @@ class VectorIndex:
         ids, matrix = self._snapshot
         return ids.nbytes + matrix.nbytes
 
+    def in_database(self, session: Session) -> bool:
+        """Whether searches through this index run in the store (pgvector) rather than in memory."""
+        return not self.memory_only and in_database(session)
+
     def refresh(self, session: Session, *, full: bool = False) -> None:
-        """Load the vectors of articles stored since the last call (cheap when none); all of them hourly or when full."""
+        """Load the vectors of articles stored since the last call (cheap when none); all of them hourly or when full.
+
+        Nothing where the store searches vectors itself.
+        """
+        if self.in_database(session):
+            return
         with self._lock:
             if full or time.monotonic() - self._loaded_at > FULL_RELOAD_SECONDS:
                 self._ids, self._matrix, self._size, self._last_id = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), 0, 0

@@ -1,0 +1,258 @@
+"""Meaning searched in PostgreSQL by pgvector (migration 0006): needs the `pgserver` package (the test extra).
+
+pgserver bundles PostgreSQL 16 with pgvector. PostgreSQL refuses to run as root, so where the tests
+run as root its binaries run as `nobody`, on a data folder of its own in a fresh temporary folder,
+listening on a unix socket only. Skipped where pgserver is not installed; in CI
+(MONITOR_TEST_REQUIRE_POSTGRES=1) a server that cannot start fails the tests instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import event, select, text
+
+from monitor.store import vectors as vector_module
+from monitor.store.db import alembic_config, make_engine, session_factory, upgrade
+from monitor.store.models import Article, Base
+from monitor.store.search import SearchQuery, VectorIndex, is_search_index, search, similar_stories
+from monitor.store.vectors import in_database, nearest_in_database
+
+from .conftest import REQUIRE_POSTGRES, ROOT
+from .test_search import AUSTRALIA, CANADA, NEW_ZEALAND, TOPIC, store
+
+pytestmark = pytest.mark.pgvector
+
+QUERIES = [
+    "soldiers told to stop flying unmanned aircraft from China",
+    "Hikvision court challenge",
+    "councils stop buying surveillance cameras",
+    "flu cases rise in hospitals",
+    "house prices",
+]
+FILTERS = [
+    {"relevant": False},
+    {},
+    {"countries": ("nz",)},
+    {"vendors": ("DJI",), "relevant": False},
+    {"sources": ("the sample herald (world)",)},
+    {"actions": ("procurement_restriction",)},
+]
+
+
+def _unavailable(reason: str):
+    if REQUIRE_POSTGRES:
+        pytest.fail(f"pgserver's PostgreSQL with pgvector is required here (CI): {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pgvector_server() -> Iterator[str]:
+    """pgserver's PostgreSQL 16 + pgvector for this test session: the URL of its `postgres` database (a unix socket)."""
+    spec = importlib.util.find_spec("pgserver")  # found, not imported: its module would set up a system user of its own
+    if spec is None or not spec.submodule_search_locations:
+        _unavailable("pgserver is not installed (pip install -e '.[test]')")
+    install = Path(spec.submodule_search_locations[0]) / "pginstall"
+    folder = Path(tempfile.mkdtemp(prefix="monitor-pg-"))  # short: a socket path holds at most 107 bytes
+    as_user: dict = {}
+    if os.geteuid() == 0:  # PostgreSQL will not run as root
+        nobody = pwd.getpwnam("nobody")
+        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
+        probe = subprocess.run([install / "bin" / "postgres", "--version"], check=False, capture_output=True, **as_user)
+        if probe.returncode:  # the installation lies where nobody may not read it (a venv under /root): a copy
+            shutil.copytree(install, folder / "pginstall", ignore=shutil.ignore_patterns("include"))
+            os.chmod(folder, 0o755)
+            install = folder / "pginstall"
+    data = folder / "data"
+    environment = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(folder)}
+
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([str(install / "bin" / args[0]), *args[1:]], check=False, capture_output=True, text=True, env=environment, timeout=60, **as_user)
+
+    started = False
+    try:
+        made = run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
+        if made.returncode:
+            _unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{folder}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        start = run("pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "30", "start")
+        if start.returncode:
+            log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
+            _unavailable(f"PostgreSQL did not start: {start.stderr.strip()[-300:]} {log[-500:]}")
+        started = True
+        url = f"postgresql+psycopg://postgres@/postgres?host={folder}"
+        with psycopg.connect(host=str(folder), user="postgres", dbname="postgres", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+                _unavailable("pgserver's PostgreSQL offers no vector extension")
+        yield url
+    finally:
+        if started:
+            run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def new_database(pgvector_server) -> Iterator[str]:
+    """A URL for a new, empty database on the pgvector server (creating them is cheap: no model, no pipeline)."""
+    folder = pgvector_server.split("host=")[1]
+    name = f"t{os.urandom(6).hex()}"
+    with psycopg.connect(host=folder, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield pgvector_server.replace("/postgres?", f"/{name}?")
+    with psycopg.connect(host=folder, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def archive(pgvector_server, tmp_path_factory, embedder, config):
+    """The demo archive stored by the real pipeline into the pgvector server, and an in-memory index of the same vectors."""
+    from monitor.config import Settings
+
+    from .archive import build_demo_archive
+
+    folder = pgvector_server.split("host=")[1]
+    with psycopg.connect(host=folder, user="postgres", dbname="postgres", autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "archive" WITH (FORCE)')
+        conn.execute('CREATE DATABASE "archive"')
+    url = pgvector_server.replace("/postgres?", "/archive?")
+    engine = make_engine(url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    settings = Settings(config=ROOT / "feeds.yaml", database_url=url, model_cache=tmp_path_factory.mktemp("models"),
+                        host_delay=0, host_concurrency=4, connect_timeout=5, read_timeout=5)  # fmt: skip
+    build_demo_archive(sessions, embedder, config, settings)
+    memory = VectorIndex(memory_only=True)
+    with sessions() as session:
+        memory.refresh(session)
+    yield sessions, memory
+    engine.dispose()
+
+
+def find(sessions, vectors, embedder, q: str, **fields):
+    query = SearchQuery(q=q, per_page=100, **fields)
+    with sessions() as session:
+        return search(session, query, vectors=vectors, query_vector=embedder.embed([q])[0])
+
+
+def test_the_migration_adds_a_filled_vector_column_an_hnsw_index_and_matches_the_models(new_database, embedder):
+    engine = make_engine(new_database)
+    config = alembic_config(engine)
+    command.upgrade(config, "0005")
+    sessions = session_factory(engine)
+    before = store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
+    command.upgrade(config, "head")
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        index = connection.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_articles_embedding_vector'"))
+        assert "USING hnsw (embedding_vector vector_cosine_ops)" in index
+        blob, stored = connection.execute(text("SELECT embedding, embedding_vector::text FROM articles WHERE id = :id"), {"id": before}).one()
+        assert np.array_equal(np.array(stored.strip("[]").split(","), dtype=np.float32), np.frombuffer(blob, dtype=np.float32))  # exact
+        # the models-vs-migrations comparison of tests/test_store.py, on this server too
+        context = MigrationContext.configure(connection, opts={"include_name": lambda *a: not is_search_index(*a)})
+        assert compare_metadata(context, Base.metadata) == []
+        # other widths and NaN get no vector rather than an error
+        converted = text("SELECT float4_bytes_to_vector(:b) IS NULL")
+        assert connection.scalar(converted, {"b": np.ones(3, dtype=np.float32).tobytes()})
+        assert connection.scalar(converted, {"b": np.full(384, np.nan, dtype=np.float32).tobytes()})
+        values = np.array([0.0, -0.0, 1e-45, -3.4e38, 1.17549435e-38, 0.3333333] * 64, dtype=np.float32)  # subnormal, extremes
+        exact = connection.scalar(text("SELECT float4_bytes_to_vector(:b)::text"), {"b": values.tobytes()})
+        assert np.array_equal(np.array(exact.strip("[]").split(","), dtype=np.float32), values)
+    command.downgrade(config, "0005")
+    with engine.connect() as connection:
+        assert not connection.scalar(text("SELECT count(*) FROM pg_attribute WHERE attrelid = 'articles'::regclass AND attname = 'embedding_vector'"))
+        assert not connection.scalar(text("SELECT count(*) FROM pg_proc WHERE proname IN ('float4_bytes_to_vector', 'articles_embedding_vector')"))
+    engine.dispose()
+
+
+def test_a_new_article_is_found_by_meaning_at_once(new_database, embedder):
+    engine = make_engine(new_database)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    vectors = VectorIndex()  # never refreshed: the database answers
+    q = "harbour authority grounds its drones"
+    assert find(sessions, vectors, embedder, q, mode="meaning").total == 0
+    first = store(sessions, embedder, "https://x.example/b", "Port grounds Chinese-made drones", "The port authority grounded its DJI drones.")
+    page = find(sessions, vectors, embedder, q, mode="meaning")
+    assert [hit.article_id for hit in page.results] == [first] and page.results[0].rank > 0.5
+    with sessions.begin() as session:  # an embedding replaced in place: the trigger follows it
+        session.get(Article, first).embedding = np.eye(384, dtype=np.float32)[0].tobytes()
+    assert find(sessions, vectors, embedder, q, mode="meaning").total == 0
+    with sessions() as session:
+        vectors.refresh(session)
+        assert in_database(session) and len(vectors) == 0  # nothing held in memory
+    engine.dispose()
+
+
+def test_meaning_and_hybrid_rank_as_the_in_memory_search_does(archive, embedder):
+    sessions, memory = archive
+    database = VectorIndex()
+    with sessions() as session:
+        assert database.in_database(session) and not memory.in_database(session) and len(memory) == 30
+    assert [hit.title for hit in find(sessions, database, embedder, QUERIES[0], mode="meaning").results][:1] == [AUSTRALIA]
+    assert find(sessions, database, embedder, QUERIES[1]).results[0].title == NEW_ZEALAND
+    compared = 0
+    for q in QUERIES:
+        for mode in ("meaning", "hybrid"):
+            for filters in FILTERS:
+                expected = find(sessions, memory, embedder, q, mode=mode, **filters)
+                found = find(sessions, database, embedder, q, mode=mode, **filters)
+                assert [(h.story_id, h.article_id) for h in found.results] == [(h.story_id, h.article_id) for h in expected.results], (q, mode, filters)
+                assert [h.rank for h in found.results] == pytest.approx([h.rank for h in expected.results], abs=1e-5)
+                assert found.total == expected.total
+                compared += found.total
+    assert compared > 100  # not a comparison of empty pages
+
+
+def test_filters_apply_through_the_hnsw_index_too(archive, embedder, monkeypatch):
+    sessions, memory = archive
+    monkeypatch.setattr(vector_module, "EXACT_UP_TO", 0)  # every filtered search through the index
+    for filters in FILTERS:
+        expected = find(sessions, memory, embedder, "cameras drones ban", mode="meaning", **filters)
+        found = find(sessions, VectorIndex(), embedder, "cameras drones ban", mode="meaning", **filters)
+        assert {h.story_id for h in found.results} == {h.story_id for h in expected.results}, filters
+    assert {h.title for h in find(sessions, VectorIndex(), embedder, "cameras drones ban", mode="meaning", countries=("nz",)).results} == {NEW_ZEALAND}
+
+
+def test_the_hnsw_index_serves_the_unfiltered_search(archive, embedder):
+    sessions, _memory = archive
+    statements = []
+
+    def keep(_conn, _cursor, statement, parameters, _context, _many):
+        statements.append((statement, parameters))
+
+    with sessions() as session:
+        session.execute(text("SET LOCAL enable_seqscan = off"))  # 30 rows: the planner would rather read them all
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", keep)
+        nearest = nearest_in_database(session, embedder.embed(["drones banned"])[0], 10)
+        event.remove(connection, "before_cursor_execute", keep)
+        sql, parameters = statements[-1]
+        plan = "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}", parameters))
+        assert session.scalar(text("SHOW hnsw.ef_search")) == "40"
+    assert "ix_articles_embedding_vector" in plan, plan
+    assert len(nearest) == 10 and [c for _a, c in nearest] == sorted((c for _a, c in nearest), reverse=True)
+
+
+def test_similar_stories_as_in_memory(archive, embedder):
+    sessions, memory = archive
+    with sessions() as session:
+        canada = session.scalar(select(Article.story_id).where(Article.title == CANADA))
+        expected = similar_stories(session, canada, topic=TOPIC, vectors=memory, k=5)
+        found = similar_stories(session, canada, topic=TOPIC, vectors=VectorIndex(), k=5)
+    assert [h.story_id for h in found] == [h.story_id for h in expected] and len(found) == 5
+    assert canada not in {h.story_id for h in found} and "Hikvision" in {v for h in found for v in h.vendors}
