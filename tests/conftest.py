@@ -106,6 +106,20 @@ class Archive:
     settings: Settings
 
 
+def archive_settings(folder: Path, database_url: str, **changes) -> Settings:
+    """Settings of a stored archive: the demo site is ours, so no politeness delay; short timeouts."""
+    return Settings(
+        config=ROOT / "feeds.yaml",
+        database_url=database_url,
+        model_cache=folder / "models",
+        host_delay=0,
+        host_concurrency=4,
+        connect_timeout=5,
+        read_timeout=5,
+        **changes,
+    )
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def demo_archive(request, tmp_path_factory, embedder, config) -> Iterator[Archive]:
     """The demo site's stories stored by the real pipeline, once per store per test session, for tests that only read them."""
@@ -116,15 +130,7 @@ def demo_archive(request, tmp_path_factory, embedder, config) -> Iterator[Archiv
         engine = make_engine(url)
         upgrade(engine)
         sessions = session_factory(engine)
-        settings = Settings(
-            config=ROOT / "feeds.yaml",
-            database_url=url,
-            model_cache=folder / "models",
-            host_delay=0,
-            host_concurrency=4,
-            connect_timeout=5,
-            read_timeout=5,
-        )
+        settings = archive_settings(folder, url)
         build_demo_archive(sessions, embedder, config, settings)
         yield Archive(url, sessions, settings)
         engine.dispose()

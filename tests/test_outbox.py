@@ -205,6 +205,18 @@ def test_rate_limit_waits_for_retry_after(sessions, site):
     assert waits and waits[0] >= 1
 
 
+def test_a_long_rate_limit_is_retried_from_the_outbox_no_sooner_than_slack_asked(sessions, site):
+    hook = Hook(site, replies=[Reply(429, b"rate_limited", {"Retry-After": "600", "Content-Type": "text/plain"})])
+    clock = Clock(T0)
+    sender = make_sender(sessions, clock, [(SlackRoute(), hook.url)])  # waits up to 5 s in place
+    relevant_story(sessions, sender, 1)
+    assert sender.deliver_due().failed == 1
+    [row] = deliveries(sessions)
+    assert row.status == "pending" and row.due_at >= T0 + timedelta(seconds=600)  # not the 30 s first backoff
+    clock.now = row.due_at
+    assert sender.deliver_due().sent == 1 and len(hook.delivered) == 1
+
+
 def test_a_bad_webhook_is_reported_and_does_not_block_the_others(sessions, site):
     gone = Hook(site, "/gone", replies=[Reply(404, b"no_service", {"Content-Type": "text/plain"})] * 5)
     good = Hook(site, "/good")

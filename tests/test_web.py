@@ -10,12 +10,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from monitor.config import Settings
 from monitor.store.models import Article, Story
 from monitor.web.app import create_app
 
 from .archive import build_demo_archive
-from .conftest import ROOT
+from .conftest import archive_settings
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTRACT = {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
@@ -41,19 +40,6 @@ NASTY = [
     "\x00",
     "<script>alert(1)</script>",
 ]
-
-
-def _settings(tmp_path, database_url: str, **changes) -> Settings:
-    return Settings(
-        config=ROOT / "feeds.yaml",
-        database_url=database_url,
-        model_cache=tmp_path / "models",
-        connect_timeout=5,
-        read_timeout=5,
-        host_delay=0,
-        host_concurrency=4,
-        **changes,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +239,7 @@ def test_openapi_documents_the_api(client):
 
 
 def test_titles_are_shown_as_text_never_as_markup(sessions, embedder, config, tmp_path, database_url):
-    build_demo_archive(sessions, embedder, config, _settings(tmp_path, database_url))
+    build_demo_archive(sessions, embedder, config, archive_settings(tmp_path, database_url))
     nasty = '<script>alert("x")</script> Canada orders Hikvision cameras out'
     formula = '=HYPERLINK("http://evil.example/","Aarhus")'
     with sessions.begin() as session:
@@ -264,7 +250,7 @@ def test_titles_are_shown_as_text_never_as_markup(sessions, embedder, config, tm
         aarhus = session.scalars(select(Article).where(Article.title.startswith("Aarhus"))).first()
         session.get(Story, aarhus.story_id).title = formula
         aarhus_story = aarhus.story_id
-    app = create_app(sessions=sessions, embedder=embedder, config=config, settings=_settings(tmp_path, database_url))
+    app = create_app(sessions=sessions, embedder=embedder, config=config, settings=archive_settings(tmp_path, database_url))
     with TestClient(app) as client:
         for path in ("/?q=Canada", f"/stories/{story_id}", f"/articles/{article_id}", "/?q=" + nasty):
             html = client.get(path).text

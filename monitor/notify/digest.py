@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from monitor.config import DEFAULT_SUBJECT, check_subject_template
 from monitor.domain import StoryView
-from monitor.notify.labels import (
+from monitor.labels import (
     action_heading,
     as_utc,
     evidence,

@@ -75,13 +75,13 @@ class Sender:
                 session, channel=outbox.SLACK, route=route.name, topic=topic, story_id=story_id,
                 due_at=release or now, held=release is not None, now=now,
             )
-        if self.digest_topics(topic):
+        if self.wants_digest(topic):
             outbox.owe(
                 session, channel=outbox.DIGEST, route=outbox.DIGEST, topic=topic, story_id=story_id,
                 due_at=now, held=False, now=now,
             )
 
-    def digest_topics(self, topic: str) -> bool:
+    def wants_digest(self, topic: str) -> bool:
         wanted = self.outputs.digest.topics
         return not wanted or topic in wanted
 
@@ -92,8 +92,10 @@ class Sender:
         self.deliver_digests(report)
         return report
 
-    def _retry_at(self, attempts: int) -> datetime:
-        return self.clock() + timedelta(seconds=min(FIRST_RETRY * 2**attempts, self.max_backoff))
+    def _retry_at(self, attempts: int, *, not_before: float | None = None) -> datetime:
+        """Backoff doubling per failed attempt, but never sooner than the channel asked (a Slack Retry-After)."""
+        backoff = min(FIRST_RETRY * 2**attempts, self.max_backoff)
+        return self.clock() + timedelta(seconds=max(backoff, not_before or 0.0))
 
     def deliver_slack(self, report: Report) -> None:
         channels = {channel.route.name: channel for channel in self.slack}
@@ -131,7 +133,8 @@ class Sender:
         try:
             channel.webhook.send(text, blocks)
         except SlackError as exc:
-            retry_at = None if exc.permanent else self._retry_at(max(item.attempts for item in group))
+            attempts = max(item.attempts for item in group)
+            retry_at = None if exc.permanent else self._retry_at(attempts, not_before=exc.retry_after)
             log.error("Slack route %s: %s%s", channel.route.name, exc, "" if retry_at else " (given up)")
             with self.sessions.begin() as session:
                 outbox.mark_failed(session, ids, error=str(exc), retry_at=retry_at)
@@ -153,7 +156,7 @@ class Sender:
         now = self.clock()
         with self.sessions.begin() as session:
             for topic in self.topics:
-                if self.digest_topics(topic):
+                if self.wants_digest(topic):
                     outbox.plan_digest(session, topic=topic, day=day.isoformat(), due_at=now, now=now)
 
     def plan_if_missed(self) -> None:

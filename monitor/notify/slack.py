@@ -15,7 +15,7 @@ from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
 from monitor.domain import StoryView
-from monitor.notify.labels import action_label, as_utc, country_label, evidence, plural, short_time, shorten, tag_labels
+from monitor.labels import action_label, as_utc, country_label, evidence, plural, short_time, shorten, tag_labels
 
 log = logging.getLogger(__name__)
 # slack-sdk logs the full webhook URL (a secret) at DEBUG and every failed attempt at ERROR; our errors say it all.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from urllib.parse import urlencode
 
@@ -10,18 +9,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 
 from monitor.config import Config
-
-PATTERN_CHARS = re.compile(r"[!{}|*]|\.\.\.")
-
-
-def country_names(config: Config) -> dict[str, str]:
-    """Each jurisdiction code's first plain name in the topics' vocabulary (US: United States), else the code."""
-    names: dict[str, str] = {}
-    for topic in config.topics:
-        for code, phrases in topic.countries.items():
-            plain = next((p for p in phrases if not PATTERN_CHARS.search(p) and p != code), code)
-            names.setdefault(code, plain)
-    return names
+from monitor.labels import action_label, country_name
 
 
 def _parsed(value: str | datetime | None) -> datetime | None:
@@ -43,10 +31,6 @@ def moment(value: str | datetime | None) -> str:
     return f"{when.day} {when:%b %Y %H:%M} UTC" if when else "time unknown"
 
 
-def action_label(value: str) -> str:
-    return value.replace("_", " ")
-
-
 def key_label(value: str) -> str:
     return value.replace("_", " ").capitalize()
 
@@ -61,12 +45,5 @@ def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...
 
 
 def install_filters(environment: Environment, config: Config) -> None:
-    countries = country_names(config)
-    environment.filters.update(
-        day=day,
-        moment=moment,
-        action=action_label,
-        key=key_label,
-        country=lambda code: countries.get(code, code),
-    )
+    environment.filters.update(day=day, moment=moment, action=action_label, key=key_label, country=country_name)
     environment.globals.update(query_url=query_url, topics=[t.name for t in config.topics])

@@ -1,4 +1,4 @@
-"""Tags, times and evidence as a reader reads them: shared by the Slack messages and the digest."""
+"""Tags, times and evidence as a reader reads them: one wording for the Slack messages, the digest and the archive."""
 
 from __future__ import annotations
 
