@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from monitor.classify import TopicScorer
 from monitor.config import Config, FeedSpec, Settings
 from monitor.demo.server import LocalSite
@@ -12,6 +10,8 @@ from monitor.fetch import Fetcher, build_client
 from monitor.pipeline import Deps, run_pass
 from monitor.store import repository as repo
 
+from .conftest import NOW, Clock
+
 
 def build_demo_archive(sessions, embedder, config: Config, settings: Settings) -> None:
     """Store the demo site's 30 articles with their stories, verdicts, tags and embeddings.
@@ -19,7 +19,7 @@ def build_demo_archive(sessions, embedder, config: Config, settings: Settings) -
     The topic scorer is the untrained similarity-only one the pipeline tests use (no 20 s training);
     it finds all 7 on-topic demo articles relevant.
     """
-    articles = load_demo_articles()
+    articles = load_demo_articles(NOW)
     with LocalSite() as site, build_client(settings) as client:
         site.routes.update(site_routes(articles, site.base_url))
         specs = [
@@ -27,7 +27,7 @@ def build_demo_archive(sessions, embedder, config: Config, settings: Settings) -
             for section, url in feed_urls(articles, site.base_url).items()
         ]
         with sessions.begin() as session:
-            repo.sync_feeds(session, specs, now=datetime.now(timezone.utc))
+            repo.sync_feeds(session, specs, now=NOW)
             feed_ids = repo.active_feed_ids(session)
         deps = Deps(
             settings=settings,
@@ -35,6 +35,7 @@ def build_demo_archive(sessions, embedder, config: Config, settings: Settings) -
             fetcher=Fetcher.from_settings(client, settings),
             embedder=embedder,
             scorers=[TopicScorer(topic, embedder) for topic in config.topics],
+            clock=Clock(NOW),
         )
         outcomes = run_pass(feed_ids, deps)
     failed = [f"{o.feed}: {o.error}" for o in outcomes if not o.ok]

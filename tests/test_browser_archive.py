@@ -22,7 +22,7 @@ from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article
 
 from .archive import build_demo_archive
-from .conftest import ROOT
+from .conftest import NOW, ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -47,7 +47,7 @@ def demo_archive(tmp_path, embedder, config, settings):
         stored = urlsplit(session.scalars(select(Article.url)).first())
     engine.dispose()
     with LocalSite(port=stored.port) as site:  # the builder's site has stopped: serve it again where the links point
-        site.routes.update(site_routes(load_demo_articles(), site.base_url))
+        site.routes.update(site_routes(load_demo_articles(NOW), site.base_url))
         yield settings.database_url, site
 
 
@@ -66,7 +66,7 @@ def archive_server(demo_archive, tmp_path):
     process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # it loads the model first: slow on a busy 2-core machine
         while True:
             assert process.poll() is None, (tmp_path / "serve.log").read_text()
             try:
@@ -74,7 +74,7 @@ def archive_server(demo_archive, tmp_path):
                     break
             except httpx.TransportError:
                 pass
-            assert time.monotonic() < deadline, "monitor serve did not answer within 60 s"
+            assert time.monotonic() < deadline, "monitor serve did not answer within 180 s"
             time.sleep(0.2)
         yield base
     finally:

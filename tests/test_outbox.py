@@ -31,19 +31,11 @@ from monitor.store import outbox
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, ArticleTopic, Delivery, DigestRun, Story, StoryTopic
 
-from .conftest import ROOT
+from .conftest import ROOT, Clock
 from .test_cli import TOPIC_YAML
 
 TOPIC = "china-surveillance-bans"
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def add_story(session, n: int, *, score: float = 0.9, when: datetime = T0, outlets: int = 1) -> int:

@@ -1,21 +1,14 @@
 """Meaning searched in PostgreSQL by pgvector (migration 0006): needs the `pgserver` package (the test extra).
 
-pgserver bundles PostgreSQL 16 with pgvector. PostgreSQL refuses to run as root, so where the tests
-run as root its binaries run as `nobody`, on a data folder of its own in a fresh temporary folder,
-listening on a unix socket only. Skipped where pgserver is not installed; in CI
-(MONITOR_TEST_REQUIRE_POSTGRES=1) a server that cannot start fails the tests instead.
+pgserver bundles PostgreSQL 16 with pgvector; tests/pgserver.py starts it from a copy any user may run.
+Skipped where pgserver is not installed; in CI (MONITOR_TEST_REQUIRE_POSTGRES=1) a server that cannot
+start fails the tests instead.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -32,6 +25,7 @@ from monitor.store.search import SearchQuery, VectorIndex, is_search_index, sear
 from monitor.store.vectors import in_database, nearest_in_database
 
 from .conftest import REQUIRE_POSTGRES, ROOT
+from .pgserver import Unavailable, copy_install, pgserver_install, pgvector_postgres
 from .test_search import AUSTRALIA, CANADA, NEW_ZEALAND, TOPIC, store
 
 pytestmark = pytest.mark.pgvector
@@ -62,48 +56,27 @@ def _unavailable(reason: str):
 @pytest.fixture(scope="session")
 def pgvector_server() -> Iterator[str]:
     """pgserver's PostgreSQL 16 + pgvector for this test session: the URL of its `postgres` database (a unix socket)."""
-    spec = importlib.util.find_spec("pgserver")  # found, not imported: its module would set up a system user of its own
-    if spec is None or not spec.submodule_search_locations:
-        _unavailable("pgserver is not installed (pip install -e '.[test]')")
-    install = Path(spec.submodule_search_locations[0]) / "pginstall"
-    folder = Path(tempfile.mkdtemp(prefix="monitor-pg-"))  # short: a socket path holds at most 107 bytes
-    as_user: dict = {}
-    if os.geteuid() == 0:  # PostgreSQL will not run as root
-        nobody = pwd.getpwnam("nobody")
-        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-        os.chown(folder, nobody.pw_uid, nobody.pw_gid)
-        probe = subprocess.run([install / "bin" / "postgres", "--version"], check=False, capture_output=True, **as_user)
-        if probe.returncode:  # the installation lies where nobody may not read it (a venv under /root): a copy
-            shutil.copytree(install, folder / "pginstall", ignore=shutil.ignore_patterns("include"))
-            os.chmod(folder, 0o755)
-            install = folder / "pginstall"
-    data = folder / "data"
-    environment = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(folder)}
-
-    def run(*args) -> subprocess.CompletedProcess:
-        return subprocess.run([str(install / "bin" / args[0]), *args[1:]], check=False, capture_output=True, text=True, env=environment, timeout=60, **as_user)
-
-    started = False
     try:
-        made = run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
-        if made.returncode:
-            _unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
-        with open(data / "postgresql.conf", "a") as conf:
-            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{folder}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        start = run("pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "30", "start")
-        if start.returncode:
-            log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
-            _unavailable(f"PostgreSQL did not start: {start.stderr.strip()[-300:]} {log[-500:]}")
-        started = True
-        url = f"postgresql+psycopg://postgres@/postgres?host={folder}"
-        with psycopg.connect(host=str(folder), user="postgres", dbname="postgres", autocommit=True) as conn:
-            if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
-                _unavailable("pgserver's PostgreSQL offers no vector extension")
-        yield url
-    finally:
-        if started:
-            run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+        with pgvector_postgres(pgserver_install()) as url:
+            yield url
+    except Unavailable as exc:
+        _unavailable(str(exc))
+
+
+def test_the_server_starts_from_a_checkout_no_other_user_may_enter(tmp_path):
+    """A user's clone under `mktemp -d` (mode 0700): the venv's binaries lie where `nobody` cannot go."""
+    try:
+        install = pgserver_install()
+    except Unavailable as exc:
+        _unavailable(str(exc))
+    private = tmp_path / "home"
+    private.mkdir(mode=0o700)
+    copy_install(install, private)
+    private.chmod(0o700)
+    with pgvector_postgres(private) as url:
+        folder = url.split("host=")[1]
+        with psycopg.connect(host=folder, user="postgres", dbname="postgres") as conn:
+            assert conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import time
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta
+from email.utils import format_datetime
 
 from sqlalchemy import func, select
 
@@ -18,12 +19,14 @@ from monitor.pipeline import Deps, backoff_delay, run_pass
 from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, FetchFailure
 
+from .conftest import NOW, Clock
+
 RSS = {"Content-Type": "application/rss+xml"}
 HTML = {"Content-Type": "text/html; charset=utf-8"}
 
 
 @contextmanager
-def pipeline(sessions, settings, embedder, config):
+def pipeline(sessions, settings, embedder, config, clock: Clock | None = None):
     with build_client(settings) as client:
         yield Deps(
             settings=settings,
@@ -31,12 +34,13 @@ def pipeline(sessions, settings, embedder, config):
             fetcher=Fetcher.from_settings(client, settings),
             embedder=embedder,
             scorers=[TopicScorer(t, embedder) for t in config.topics],
+            clock=clock or Clock(),
         )
 
 
-def sync(sessions, feeds: dict[str, str]) -> dict[str, int]:
+def sync(sessions, feeds: dict[str, str], now: datetime = NOW) -> dict[str, int]:
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=datetime.now(timezone.utc))
+        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
     with sessions() as session:
         return {f.name: f.id for f in repo.feeds_overview(session)}
 
@@ -50,10 +54,10 @@ def count_articles(sessions) -> int:
         return session.scalar(select(func.count()).select_from(Article))
 
 
-def rss(items: list[tuple[str, str, str]]) -> bytes:
+def rss(items: list[tuple[str, str, str]], published: datetime = NOW - timedelta(hours=26)) -> bytes:
     body = "".join(
         f"<item><title>{title}</title><link>{link}</link><description>{summary}</description>"
-        "<pubDate>Sat, 21 Nov 2026 10:00:00 +0000</pubDate></item>"
+        f"<pubDate>{format_datetime(published, usegmt=True)}</pubDate></item>"
         for title, link, summary in items
     )
     return f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>{body}</channel></rss>'.encode()
@@ -75,7 +79,7 @@ def closed_port() -> int:
 
 
 def test_demo_site_end_to_end(sessions, settings, embedder, config):
-    articles = load_demo_articles()
+    articles = load_demo_articles(NOW)
     with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
         site.routes.update(site_routes(articles, site.base_url))
         names = sync(sessions, feed_urls(articles, site.base_url))
@@ -166,7 +170,7 @@ def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embed
         with sessions() as session:
             feeds_by_name = {f.name: f for f in session.scalars(select(Feed))}
             failures = [f.message for f in session.scalars(select(FetchFailure))]
-        assert (feeds_by_name["busy"].next_due_at - datetime.now(timezone.utc)).total_seconds() > 3000
+        assert (feeds_by_name["busy"].next_due_at - NOW).total_seconds() > 3000
         assert feeds_by_name["missing"].error_count == 1 and "404" in feeds_by_name["missing"].last_error
         assert any(refused in message for message in failures)
 
@@ -224,7 +228,7 @@ def test_conditional_get_uses_stored_validators(sessions, settings, embedder, co
         names = sync(sessions, {"f": site.url("/f.xml")})
         run_all(sessions, deps, names)
         with sessions.begin() as session:  # the full refresh is done; the next poll is conditional
-            session.get(Feed, names["f"]).last_full_fetch_at = datetime.now(timezone.utc)
+            session.get(Feed, names["f"]).last_full_fetch_at = NOW
         assert run_all(sessions, deps, names)["f"].not_modified
         assert site.requests[-1].headers.get("if-none-match") == '"v1"'
 

@@ -6,6 +6,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+import pytest
 from sqlalchemy import func, select
 
 from monitor.config import FeedSpec
@@ -16,7 +17,7 @@ from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.story_eval import evaluate_stories, read_story_items
 
-from .conftest import ROOT
+from .conftest import NOW, ROOT, Clock
 from .test_pipeline import HTML, RSS, pipeline, rss
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
@@ -73,7 +74,7 @@ def test_story_folding_on_the_labelled_groups(embedder, config):
     assert copy["monitor"]["f1"] > max(copy["url_only"]["f1"], copy["exact_hash"]["f1"]) + 0.5, report
 
 
-def wire_site(site: LocalSite) -> dict[str, str]:
+def wire_site(site: LocalSite, published: datetime = NOW - timedelta(hours=26)) -> dict[str, str]:
     """One UK story in four feeds (two wire copies with tracking links, a rewrite, a truncated copy) and an Australian look-alike."""
     original, rewrite, australia = STORY_ITEMS["s01-a"], STORY_ITEMS["s01-b"], STORY_ITEMS["s04-a"]
     truncated = "\n\n".join(original["text"].split("\n\n")[:2]) + "\n\nContinue reading..."
@@ -97,13 +98,13 @@ def wire_site(site: LocalSite) -> dict[str, str]:
         "asia": [("UK moves against Chinese cameras", site.url("/asia/uk.html"), "s")],
     }
     for name, items in feeds.items():
-        site.routes[f"/{name}.xml"] = Reply(200, rss(items), RSS)
+        site.routes[f"/{name}.xml"] = Reply(200, rss(items, published), RSS)
     return {name: site.url(f"/{name}.xml") for name in feeds}
 
 
-def sync(sessions, feeds):
+def sync(sessions, feeds, now: datetime = NOW):
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=datetime.now(timezone.utc))
+        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
         return repo.active_feed_ids(session)
 
 
@@ -137,15 +138,19 @@ def _export(sessions, config):
         return [r for r in repo.export_rows(session, topic=config.topics[0].name) if "/uk.html" in r["url"]]
 
 
-def test_indexes_survive_a_restart(sessions, settings, embedder, config):
-    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
-        feeds = wire_site(site)
-        wire_only = sync(sessions, {"wire": feeds["wire"]})
+@pytest.mark.parametrize("now", [datetime(2019, 5, 16, 8, tzinfo=timezone.utc), datetime(2035, 2, 3, 17, tzinfo=timezone.utc)])
+def test_indexes_survive_a_restart(sessions, settings, embedder, config, now):
+    """Restarted on a clock far from the day the suite runs: the reloaded windows count from that clock alone."""
+    clock = Clock(now)
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config, clock) as deps:
+        feeds = wire_site(site, now - timedelta(hours=26))
+        wire_only = sync(sessions, {"wire": feeds["wire"]}, now)
         run_pass(wire_only, deps)
-    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as restarted:
-        load_deduper(restarted.deduper, sessions, topic=config.topics[0].name, now=datetime.now(timezone.utc))
-        feeds = wire_site(site)
-        run_pass(sync(sessions, feeds), restarted)
+    clock.now = now + timedelta(hours=5)
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config, clock) as restarted:
+        load_deduper(restarted.deduper, sessions, topic=config.topics[0].name, now=clock())
+        feeds = wire_site(site, now - timedelta(hours=26))
+        run_pass(sync(sessions, feeds, clock()), restarted)
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Story)) == 2
         herald = session.scalar(select(Article).where(Article.url.like("%/herald/%")))

@@ -197,7 +197,7 @@ def demo(
     from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
 
     app_ = load_app(config, verbose=verbose)
-    articles = load_demo_articles()
+    articles = load_demo_articles(utcnow())
     with LocalSite() as site:
         site.routes.update(site_routes(articles, site.base_url))
         specs = [

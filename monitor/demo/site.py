@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from importlib import resources
 
 from jinja2 import Environment, PackageLoader, select_autoescape
@@ -34,10 +34,18 @@ class SiteArticle:
     on_topic: bool = False
 
 
-def load_demo_articles() -> list[SiteArticle]:
+AS_OF = datetime(2026, 11, 22, 12, 0, tzinfo=timezone.utc)  # the moment articles.json was written for
+
+
+def load_demo_articles(now: datetime = AS_OF) -> list[SiteArticle]:
+    """The sample news, dated as if read at `now`: the same hours and days before it as when it was written.
+
+    Story windows and digests count days back from the clock, so fixed dates would age out of them.
+    """
     raw = json.loads(resources.files("monitor.demo").joinpath("articles.json").read_text(encoding="utf-8"))
+    shift = now - AS_OF
     return [
-        SiteArticle(**{**item, "published": datetime.fromisoformat(item["published"].replace("Z", "+00:00"))})
+        SiteArticle(**{**item, "published": datetime.fromisoformat(item["published"].replace("Z", "+00:00")) + shift})
         for item in raw
     ]
 

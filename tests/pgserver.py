@@ -1,0 +1,89 @@
+"""pgserver's PostgreSQL 16 + pgvector, started for the tests from a copy that any user may run.
+
+PostgreSQL refuses to run as root, so where the tests run as root its binaries run as `nobody`. The
+installation inside the virtual environment may lie where `nobody` cannot enter (a checkout under a 0700
+folder, which is what `mktemp -d` and `/root` are), so the server always runs from its own copy in a fresh
+folder under /tmp, on a data folder there, listening on a unix socket only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg
+
+
+class Unavailable(Exception):
+    """The server could not be had here: the reason is the message."""
+
+
+def pgserver_install() -> Path:
+    """The folder holding pgserver's PostgreSQL (`pgserver/pginstall`) and its libraries (`pgserver.libs`).
+
+    Found, not imported: its module would set up a system user of its own.
+    """
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise Unavailable("pgserver is not installed (pip install -e '.[test]')")
+    return Path(spec.submodule_search_locations[0]).parent
+
+
+def copy_install(install: Path, to: Path) -> None:
+    """The binaries find their libraries at $ORIGIN/../../../pgserver.libs: the copy keeps that layout."""
+    shutil.copytree(install / "pgserver" / "pginstall", to / "pgserver" / "pginstall", ignore=shutil.ignore_patterns("include"))
+    shutil.copytree(install / "pgserver.libs", to / "pgserver.libs")
+
+
+@contextmanager
+def pgvector_postgres(install: Path) -> Iterator[str]:
+    """A running server from `install`: the URL of its `postgres` database, over a unix socket."""
+    as_root = os.geteuid() == 0
+    folder = Path(tempfile.mkdtemp(prefix="monitor-pg-", dir="/tmp" if as_root else None))  # short: a socket path holds at most 107 bytes
+    as_user: dict = {}
+    if as_root:
+        nobody = pwd.getpwnam("nobody")
+        as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    try:
+        copy_install(install, folder)
+    except OSError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise Unavailable(f"could not copy {install}: {exc}") from exc
+    if as_root:
+        os.chmod(folder, 0o755)
+        for path in (folder, *folder.rglob("*")):
+            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
+    binaries, data = folder / "pgserver" / "pginstall" / "bin", folder / "data"
+    environment = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(folder)}
+
+    def run(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([str(binaries / args[0]), *map(str, args[1:])], check=False, capture_output=True, text=True,
+                              env=environment, timeout=60, **as_user)  # fmt: skip
+
+    started = False
+    try:
+        made = run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
+        if made.returncode:
+            raise Unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+        with open(data / "postgresql.conf", "a") as conf:
+            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{folder}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        start = run("pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "30", "start")
+        if start.returncode:
+            log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
+            raise Unavailable(f"PostgreSQL did not start: {start.stderr.strip()[-300:]} {log[-500:]}")
+        started = True
+        with psycopg.connect(host=str(folder), user="postgres", dbname="postgres", autocommit=True) as conn:
+            if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
+                raise Unavailable("pgserver's PostgreSQL offers no vector extension")
+        yield f"postgresql+psycopg://postgres@/postgres?host={folder}"
+    finally:
+        if started:
+            run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
