@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 from alembic import command
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import delete, func, inspect, select, update
 from typer.testing import CliRunner
 
 from monitor.domain import Candidate, TopicVerdict
@@ -334,6 +334,20 @@ def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database
     assert not {n for n in names if n.startswith("articles_fts") or n == "search_vector"}
     command.upgrade(config, "head")
     assert words(sessions, "Hytera").total == 1
+    engine.dispose()
+
+
+def test_the_migration_takes_the_sentinels_out_of_articles_stored_before_it(database_url, embedder):
+    engine = make_engine(database_url)
+    command.upgrade(alembic_config(engine), "0006")
+    sessions = session_factory(engine)
+    article_id = store(sessions, embedder, "https://x.example/old", "Harbour cameras", "Old harbour text.")
+    with sessions.begin() as session:
+        session.execute(update(Article).where(Article.id == article_id).values(text="Old \ue001harbour\ue000 text."))
+    command.upgrade(alembic_config(engine), "head")
+    with sessions() as session:
+        assert session.get(Article, article_id).text == "Old harbour text."
+    assert words(sessions, "harbour").results[0].snippet.count("<mark>") == 1
     engine.dispose()
 
 

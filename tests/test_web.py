@@ -290,7 +290,7 @@ def test_days_out_of_range_answer_422_everywhere(client, query):
     for path in ("/api/search", "/feed.atom", "/api/search.csv", "/api/search.json"):
         answer = client.get(f"{path}?{query}")
         assert answer.status_code == 422, (path, answer.text[:200])
-        assert "between 1900-01-01 and 2999-12-31" in answer.json()["detail"] or "2999-12-31" in answer.json()["detail"]
+        assert re.search(r"(since|until): .*(1900-01-01|2999-12-31)", answer.json()["detail"]), answer.json()
     page = client.get(f"/?{query}")
     assert page.status_code == 422 and "That search cannot be run" in page.text
     assert client.get("/api/search").status_code == 200  # and the next request is answered as usual
