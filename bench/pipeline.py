@@ -10,7 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from monitor.classify import Document, TopicScorer
-from monitor.config import FeedSpec, Settings, load_config
+from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings, load_config
 from monitor.demo.server import LocalSite
 from monitor.demo.site import site_routes
 from monitor.embed import SentenceTransformerEmbedder
@@ -61,7 +61,9 @@ def main() -> dict:
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up"])
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
-        settings = Settings(database_url=f"sqlite:///{tmp}/bench.db", host_delay=0, host_concurrency=4)
+        settings = Settings(
+            database_url=f"sqlite:///{tmp}/bench.db", host_delay=0, host_concurrency=4, allowed_networks=list(LOOPBACK_NETWORKS)
+        )
         engine = make_engine(settings.database_url)
         upgrade(engine)
         sessions = session_factory(engine)

@@ -9,17 +9,18 @@ import string
 import datetime as dt
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 log = logging.getLogger(__name__)
 
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")  # what the demo and the tests serve from
 
 
 class Settings(BaseSettings):
@@ -62,6 +63,16 @@ class Settings(BaseSettings):
     delivery_max_backoff: float = Field(3600.0, gt=0, description="Longest wait, in seconds, before retrying a failed delivery.")
     slack_max_wait: float = Field(30.0, ge=0, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
     api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")
+    allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated networks (CIDR) that may be fetched from although not public, e.g. 10.1.0.0/16; "
+        "loopback, private, link-local and other non-public addresses are refused otherwise.",
+    )
+
+    @field_validator("allowed_networks", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     def digest_recipients(self, configured: list[str]) -> list[str]:
         override = [address.strip() for address in self.digest_to.split(",") if address.strip()]

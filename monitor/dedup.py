@@ -14,6 +14,8 @@ import numpy as np
 from courlan import normalize_url
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
+from monitor.domain import http_link, unlinked_key
+
 WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -21,8 +23,11 @@ def canonical_url(url: str) -> str:
     """The article's key: tracking parameters and fragment dropped, scheme and host lower-cased.
 
     courlan's strict mode would also drop parameters that name the article (news.php?story=1),
-    so only its tracking list applies.
+    so only its tracking list applies. An address that is no http(s) link (javascript:, data:, …)
+    is never kept: its key is a name that links nowhere.
     """
+    if http_link(url) is None:
+        return unlinked_key(url)
     url = urldefrag(url.strip()).url
     try:
         return normalize_url(url)

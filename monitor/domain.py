@@ -2,8 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from urllib.parse import urlsplit
+
+LINK_SCHEMES = ("http", "https")
+
+
+def http_link(url: str | None) -> str | None:
+    """The URL when it is an http(s) link a reader may follow; None for javascript:, vbscript:, data:, file: and the like.
+
+    The one rule for every link the monitor stores or shows (pages, digest, Slack, Atom).
+    """
+    if not url or not url.strip():
+        return None
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return None
+    return url.strip() if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else None
+
+
+def unlinked_key(url: str) -> str:
+    """A stable name for an address that is no http(s) link: it tells items apart without being a link to anything."""
+    return "urn:sha256:" + hashlib.sha256(url.strip().encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from datetime import datetime, timezone
 from typing import TextIO
 from xml.etree import ElementTree as ET
 
+from monitor.domain import http_link, unlinked_key
+
 FIELDS = [
     "url", "title", "source", "published", "text", "text_source", "topic", "score", "relevant",
     "story_id", "duplicate_of", "copy_kind", "vendors", "countries", "actions", "why",
@@ -43,8 +45,10 @@ def write_atom(
     for row in rows:
         entry = ET.SubElement(feed, f"{{{ATOM}}}entry")
         ET.SubElement(entry, f"{{{ATOM}}}title").text = row["title"]
-        ET.SubElement(entry, f"{{{ATOM}}}id").text = row["url"]
-        ET.SubElement(entry, f"{{{ATOM}}}link", href=row["url"])
+        link = http_link(row["url"])
+        ET.SubElement(entry, f"{{{ATOM}}}id").text = link or unlinked_key(row["url"])
+        if link:
+            ET.SubElement(entry, f"{{{ATOM}}}link", href=link)
         ET.SubElement(entry, f"{{{ATOM}}}updated").text = row["published"] or datetime.now(timezone.utc).isoformat()
         if row.get("source"):
             author = ET.SubElement(entry, f"{{{ATOM}}}author")

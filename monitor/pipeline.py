@@ -28,12 +28,13 @@ from monitor.dedup import (
     signature_from_bytes,
     signature_to_bytes,
 )
-from monitor.domain import Candidate, FeedEntry, FeedOutcome
+from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
 from monitor.embed import Embedder, from_bytes, to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater
 from monitor.store import repository as repo
+from monitor.store.terms import unmarked
 
 log = logging.getLogger(__name__)
 
@@ -117,28 +118,35 @@ def _unchanged(deps: Deps, state: repo.FeedState, **feed_state) -> FeedPoll:
 def read_article(
     entry: FeedEntry, *, feed_id: int, language: str | None, fetcher: Fetcher, settings: Settings, timings: Timings
 ) -> Candidate:
-    """Fetch and extract one article page, falling back to the feed's summary when that fails."""
+    """Fetch and extract one article page, falling back to the feed's summary when that fails.
+
+    A link that is not http(s) (javascript:, data:, …) is neither fetched nor kept: the article has no link.
+    """
     extracted, error = None, None
-    try:
-        with timings.measure("fetch"):
-            allowed = fetcher.allowed(entry.url)
-            response = fetcher.get(entry.url, max_bytes=settings.max_page_bytes, page=True) if allowed else None
-        if response is None:
-            error = "disallowed by robots.txt"
-        else:
-            with timings.measure("extract"):
-                extracted = extract(response.content, url=response.url)
-            if extracted is None:
-                error = "no article text found in the page"
-    except FetchError as exc:
-        error = str(exc)
+    link = http_link(entry.url)
+    if link is None:
+        error = f"no link kept: {entry.url.split(':', 1)[0][:20]!r} is not an http(s) link"
+    else:
+        try:
+            with timings.measure("fetch"):
+                allowed = fetcher.allowed(link)
+                response = fetcher.get(link, max_bytes=settings.max_page_bytes, page=True) if allowed else None
+            if response is None:
+                error = "disallowed by robots.txt"
+            else:
+                with timings.measure("extract"):
+                    extracted = extract(response.content, url=response.url)
+                if extracted is None:
+                    error = "no article text found in the page"
+        except FetchError as exc:
+            error = str(exc)
     if error:
         log.warning("article %s: %s; using the feed's summary", entry.url, error)
     candidate = Candidate(
         feed_id=feed_id,
         url=canonical_url(entry.url),
-        original_url=entry.url,
-        title=entry.title or (extracted.title if extracted else "") or entry.url,
+        original_url=link or canonical_url(entry.url),
+        title=entry.title or (extracted.title if extracted else "") or link or "(no title)",
         text="",
         text_source="",
         summary=entry.summary,
@@ -195,10 +203,10 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
     entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
     with deps.sessions() as session:
         known = repo.known_titles(session, [canonical_url(e.url) for e in entries])
-    # New URLs, and stored ones whose headline the feed has since changed (an edited article).
+    # New URLs, and stored ones whose headline the feed has since changed (an edited article), compared as stored.
     fresh = [
         e for e in entries
-        if canonical_url(e.url) not in known or (e.title and known[canonical_url(e.url)] != e.title)
+        if canonical_url(e.url) not in known or (e.title and known[canonical_url(e.url)] != unmarked(e.title))
     ]
 
     def read(entry: FeedEntry) -> Candidate:

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from sqlalchemy.orm import sessionmaker
 
-from monitor.config import Settings, load_config
+from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.demo.server import LocalSite
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.store.db import make_engine, session_factory, upgrade
@@ -116,6 +116,7 @@ def archive_settings(folder: Path, database_url: str, **changes) -> Settings:
         host_concurrency=4,
         connect_timeout=5,
         read_timeout=5,
+        allowed_networks=list(LOOPBACK_NETWORKS),
         **changes,
     )
 
@@ -150,6 +151,7 @@ def settings(tmp_path) -> Settings:
         retry_after_wait=2,
         max_page_bytes=1_000_000,
         max_feed_bytes=2_000_000,
+        allowed_networks=list(LOOPBACK_NETWORKS),
     )
 
 

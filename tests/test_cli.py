@@ -7,15 +7,18 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from xml.etree import ElementTree
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
+from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply
 
 from .conftest import ROOT
@@ -62,6 +65,7 @@ def workdir(tmp_path, local_news, model_cache):
         "MONITOR_CONFIG": str(config),
         "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
         "MONITOR_HOST_DELAY": "0",
+        "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),
         "MONITOR_MODEL_CACHE": str(model_cache),
     }
     return tmp_path, env
@@ -156,3 +160,37 @@ def test_service_stops_cleanly_on_sigterm(workdir):
         process.kill()
     assert process.returncode == 0
     assert "finishing the work in hand" in rest
+
+
+def test_serve_never_logs_the_token(tmp_path, model_cache):
+    """With --verbose uvicorn logs every request's address: a ?token=… in it is written as [redacted]."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "MONITOR_CONFIG": str(ROOT / "feeds.yaml"),
+        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
+        "MONITOR_MODEL_CACHE": str(model_cache),
+        "MONITOR_API_TOKEN": "s3cret-t0ken",
+    }
+    command = [sys.executable, "-m", "monitor.cli", "serve", "--port", str(port), "--verbose"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"{base}/api/search?token=s3cret-t0ken").status_code == 200
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and process.poll() is None, "the archive did not start"
+                time.sleep(0.3)
+        assert httpx.get(f"{base}/?q=Hikvision&token=s3cret-t0ken").status_code == 303
+        assert httpx.get(f"{base}/feed.atom?%74oken=s3cret-t0ken").status_code == 200
+        assert httpx.get(f"{base}/api/search?token=wrong-t0ken").status_code == 401
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=60)[0]
+    assert "GET /api/search?token=[redacted]" in output and "GET /feed.atom?%74oken=[redacted]" in output, output[-2000:]
+    assert "s3cret-t0ken" not in output and "wrong-t0ken" not in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import socket
 import threading
 import time
@@ -10,9 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from pydantic import ValidationError
 
+from monitor.config import Settings
 from monitor.demo.server import LocalSite, Reply, Request
-from monitor.fetch import FetchError, Fetcher, RetryLater, build_client, parse_retry_after
+from monitor.fetch import AddressGuard, FetchError, Fetcher, Refused, RetryLater, address_kind, build_client, parse_retry_after
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 ETAG = '"v1"'
@@ -417,3 +420,92 @@ def test_host_delay_spaces_parallel_request_starts_in_real_time(site, client):
     arrivals.sort()
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
     assert min(gaps) >= 0.1 and sum(gaps) >= 0.3, gaps
+
+
+# The address guard: nothing is sent to an address outside the public internet and the allowed networks.
+
+
+@pytest.fixture
+def internal():
+    """An 'internal admin' service on another loopback address (Linux answers all of 127.0.0.0/8)."""
+    with LocalSite({"/admin/config": Reply(200, b"<html><body>secret settings</body></html>", {"Content-Type": "text/html"})}, host="127.0.0.2") as service:
+        yield service
+
+
+@pytest.fixture
+def guarded(settings):
+    """A fetcher allowed to reach 127.0.0.1 only, as a deployment allowing one internal network would be."""
+    only_first = settings.model_copy(update={"allowed_networks": [ipaddress.ip_network("127.0.0.1/32")]})
+    with build_client(only_first) as http:
+        yield Fetcher.from_settings(http, only_first)
+
+
+@pytest.mark.parametrize(
+    "address, kind",
+    [
+        ("127.0.0.1", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:127.0.0.1", "loopback"),
+        ("10.1.2.3", "private"),
+        ("192.168.0.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("fd00::1", "unique-local"),
+        ("224.0.0.1", "multicast"),
+        ("ff02::1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("::", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "non-public"),
+        ("93.184.215.14", None),
+        ("2606:4700::1111", None),
+    ],
+)
+def test_address_kinds(address, kind):
+    assert address_kind(ipaddress.ip_address(address)) == kind
+
+
+def test_allowed_networks_open_the_guard_for_their_addresses_only():
+    guard = AddressGuard([ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("::1/128")])
+    assert guard.refusal(ipaddress.ip_address("10.1.2.3")) is None
+    assert guard.refusal(ipaddress.ip_address("::1")) is None
+    assert guard.refusal(ipaddress.ip_address("::ffff:10.1.2.3")) is None  # the same address, IPv4-mapped
+    assert guard.refusal(ipaddress.ip_address("10.2.0.1")) == "a private address"
+    assert guard.refusal(ipaddress.ip_address("127.0.0.1")) == "a loopback address"
+
+
+def test_a_refused_address_gets_no_request_not_even_robots_txt(guarded, internal):
+    url = internal.url("/admin/config")
+    with pytest.raises(Refused, match=r"refused: 127\.0\.0\.2 is a loopback address; set MONITOR_ALLOWED_NETWORKS to allow it"):
+        guarded.allowed(url)
+    with pytest.raises(Refused, match="127.0.0.2 is a loopback address"):
+        guarded.get(url, max_bytes=MB, page=True)
+    assert internal.requests == []
+
+
+def test_a_redirect_to_a_refused_address_is_refused(site, guarded, internal):
+    site.routes["/go"] = Reply(302, headers={"Location": internal.url("/admin/config")})
+    with pytest.raises(Refused, match="127.0.0.2 is a loopback address"):
+        guarded.get(site.url("/go"), max_bytes=MB)
+    assert [r.path for r in site.requests] == ["/go"]
+    assert internal.requests == []
+
+
+def test_a_host_name_that_resolves_to_loopback_is_refused(site, settings):
+    closed = settings.model_copy(update={"allowed_networks": []})
+    port = site.base_url.rsplit(":", 1)[1]
+    with build_client(closed) as http:
+        fetcher = Fetcher.from_settings(http, closed)
+        with pytest.raises(Refused, match=r"localhost resolves to (127\.0\.0\.1|::1), a loopback address"):
+            fetcher.get(f"http://localhost:{port}/feed.xml", max_bytes=MB)
+        with pytest.raises(Refused, match=r"\[::1\]|::1 is a loopback address"):
+            fetcher.get("http://[::1]:9/", max_bytes=MB)
+    assert site.requests == []
+
+
+def test_the_allowed_networks_setting_reads_a_comma_separated_list(monkeypatch):
+    monkeypatch.setenv("MONITOR_ALLOWED_NETWORKS", "127.0.0.0/8, ::1,10.0.0.0/8")
+    assert [str(n) for n in Settings().allowed_networks] == ["127.0.0.0/8", "::1/128", "10.0.0.0/8"]
+    monkeypatch.setenv("MONITOR_ALLOWED_NETWORKS", "not-a-network")
+    with pytest.raises(ValidationError, match="allowed_networks"):
+        Settings()

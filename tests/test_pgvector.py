@@ -24,7 +24,7 @@ from monitor.store.models import Article, Base
 from monitor.store.search import SearchQuery, VectorIndex, is_search_index, search, similar_stories
 from monitor.store.vectors import in_database, nearest_in_database
 
-from .conftest import REQUIRE_POSTGRES, ROOT
+from .conftest import REQUIRE_POSTGRES, archive_settings
 from .pgserver import Unavailable, copy_install, pgserver_install, pgvector_postgres
 from .test_search import AUSTRALIA, CANADA, NEW_ZEALAND, TOPIC, store
 
@@ -94,7 +94,6 @@ def new_database(pgvector_server) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def archive(pgvector_server, tmp_path_factory, embedder, config):
     """The demo archive stored by the real pipeline into the pgvector server, and an in-memory index of the same vectors."""
-    from monitor.config import Settings
 
     from .archive import build_demo_archive
 
@@ -106,8 +105,7 @@ def archive(pgvector_server, tmp_path_factory, embedder, config):
     engine = make_engine(url)
     upgrade(engine)
     sessions = session_factory(engine)
-    settings = Settings(config=ROOT / "feeds.yaml", database_url=url, model_cache=tmp_path_factory.mktemp("models"),
-                        host_delay=0, host_concurrency=4, connect_timeout=5, read_timeout=5)  # fmt: skip
+    settings = archive_settings(tmp_path_factory.mktemp("archive"), url)
     build_demo_archive(sessions, embedder, config, settings)
     memory = VectorIndex(memory_only=True)
     with sessions() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from contextlib import contextmanager
@@ -235,3 +236,40 @@ def test_conditional_get_uses_stored_validators(sessions, settings, embedder, co
 
 def test_backoff_doubles_and_is_capped():
     assert [backoff_delay(600, n, 3600) for n in (1, 2, 3, 4, 5)] == [600, 1200, 2400, 3600, 3600]
+
+
+def test_links_to_refused_addresses_and_unsafe_schemes_keep_the_summary_and_say_why(sessions, settings, embedder, config):
+    """A feed allowed on 127.0.0.1 links to an 'internal admin' page on 127.0.0.2 and to javascript:; neither is fetched."""
+    settings = settings.model_copy(update={"allowed_networks": [ipaddress.ip_network("127.0.0.1/32")]})
+    secret = Reply(200, page("Internal admin settings"), HTML)
+    with LocalSite({"/admin/config": secret, "/feed.xml": secret}, host="127.0.0.2") as internal, LocalSite() as site:
+        site.routes["/news.xml"] = Reply(
+            200,
+            rss(
+                [
+                    ("Internal page", internal.url("/admin/config"), "The feed's own summary of the internal item."),
+                    ("Script link", "javascript:alert(document.cookie)", "The feed's own summary of the script item."),
+                ]
+            ),
+            RSS,
+        )
+        names = sync(sessions, {"Local": site.url("/news.xml"), "Admin": internal.url("/feed.xml")})
+        with pipeline(sessions, settings, embedder, config) as deps:
+            outcomes = run_all(sessions, deps, names)
+            again = run_all(sessions, deps, names)
+        assert internal.requests == []  # not the feed, not the page, not robots.txt
+    assert not outcomes["Admin"].ok
+    assert "refused: 127.0.0.2 is a loopback address; set MONITOR_ALLOWED_NETWORKS to allow it" in outcomes["Admin"].error
+    assert outcomes["Local"].ok and outcomes["Local"].new_articles == 2 and again["Local"].new_articles == 0
+    rows = {r["title"]: r for r in _export(sessions, config)}
+    assert rows["Internal page"]["text"] == "The feed's own summary of the internal item."
+    assert rows["Internal page"]["text_source"] == "summary"
+    assert rows["Script link"]["text"] == "The feed's own summary of the script item."
+    assert rows["Script link"]["url"].startswith("urn:sha256:")
+    with sessions() as session:
+        stored = {a.title: a for a in session.scalars(select(Article))}
+        failures = [f.url + " " + f.message for f in session.scalars(select(FetchFailure))]
+    assert stored["Internal page"].page_error.startswith("refused: 127.0.0.2 is a loopback address; set MONITOR_ALLOWED_NETWORKS")
+    assert stored["Script link"].page_error == "no link kept: 'javascript' is not an http(s) link"
+    assert stored["Script link"].original_url == stored["Script link"].url
+    assert not any("javascript:" in text for text in failures)

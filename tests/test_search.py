@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pytest
 from alembic import command
-from sqlalchemy import delete, func, inspect, select
+from sqlalchemy import delete, func, inspect, select, update
 from typer.testing import CliRunner
 
 from monitor.domain import Candidate, TopicVerdict
@@ -187,6 +187,8 @@ def test_a_query_that_cannot_run_says_why(archive, embedder):
         ({"page": 10**30}, "page must be between 1"),
         ({"per_page": 1000}, "per_page must be between 1 and 100"),
         ({"since": date(2026, 2, 1), "until": date(2026, 1, 1)}, "since (2026-02-01) is after until (2026-01-01)"),
+        ({"until": date(9999, 12, 31)}, "until must be a day between 1900-01-01 and 2999-12-31, not 9999-12-31"),
+        ({"since": date(1, 1, 1)}, "since must be a day between 1900-01-01 and 2999-12-31, not 0001-01-01"),
     ]:
         with pytest.raises(SearchError, match=message.replace("(", r"\(").replace(")", r"\)")):
             find(archive, embedder, "Hikvision", **fields)
@@ -241,6 +243,8 @@ def test_search_command_table_and_json(archive, monkeypatch):
     assert "Australian" in result.stdout and "DJI" in result.stdout and "1 story" in result.stdout  # a rich table
     result = runner.invoke(app, ["search", "x", "--mode", "fuzzy"])
     assert result.exit_code == 2 and "mode must be one of" in result.output
+    result = runner.invoke(app, ["search", "Hikvision", "--until", "9999-12-31"])
+    assert result.exit_code == 2 and "until must be a day between 1900-01-01 and 2999-12-31" in result.output
 
 
 # --- the indexes follow the store: each test on a fresh database of its own
@@ -274,6 +278,17 @@ def test_snippets_escape_what_they_show(sessions, embedder):
     if sessions.kw["bind"].dialect.name == "sqlite":  # PostgreSQL's ts_headline leaves tags out; FTS5 keeps the text as it is
         assert "&lt;b&gt;<mark>councils</mark>&lt;/b&gt;" in snippet and "&lt;script&gt;" in snippet
     assert page.results[0].title.startswith("<script>")  # the hit holds the raw title; pages escape it
+
+
+def test_private_use_characters_in_an_article_never_become_marks(sessions, embedder):
+    """U+E000 and U+E001 mark matched words inside the database: an article holding them is stored without them."""
+    text = "Officials said \ue000the council\ue001 removed \ue001cameras\ue000 from the harbour offices last week."
+    store(sessions, embedder, "https://x.example/private-use", "Harbour \ue000cameras\ue001 removed", text)
+    for query in ("harbour", "officials"):
+        snippet = words(sessions, query).results[0].snippet
+        assert "\ue000" not in snippet and "\ue001" not in snippet
+        assert snippet.count("<mark>") == snippet.count("</mark>") == 1, snippet
+    assert "the council removed cameras" in words(sessions, "officials").results[0].snippet
 
 
 def test_indexes_follow_inserts_updates_and_deletes(sessions, embedder):
@@ -319,6 +334,20 @@ def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database
     assert not {n for n in names if n.startswith("articles_fts") or n == "search_vector"}
     command.upgrade(config, "head")
     assert words(sessions, "Hytera").total == 1
+    engine.dispose()
+
+
+def test_the_migration_takes_the_sentinels_out_of_articles_stored_before_it(database_url, embedder):
+    engine = make_engine(database_url)
+    command.upgrade(alembic_config(engine), "0006")
+    sessions = session_factory(engine)
+    article_id = store(sessions, embedder, "https://x.example/old", "Harbour cameras", "Old harbour text.")
+    with sessions.begin() as session:
+        session.execute(update(Article).where(Article.id == article_id).values(text="Old \ue001harbour\ue000 text."))
+    command.upgrade(alembic_config(engine), "head")
+    with sessions() as session:
+        assert session.get(Article, article_id).text == "Old harbour text."
+    assert words(sessions, "harbour").results[0].snippet.count("<mark>") == 1
     engine.dispose()
 
 

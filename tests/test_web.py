@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
+from datetime import date, datetime, timezone
 from xml.etree import ElementTree
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from monitor.notify.digest import build_digest
+from monitor.notify.slack import alert_message, batch_message
 from monitor.store.models import Article, Story
+from monitor.store.views import story_views
 from monitor.web.app import create_app
 
 from .archive import build_demo_archive
@@ -277,3 +283,64 @@ def test_a_token_protects_pages_and_api_when_set(stored, embedder, config):
         assert client.get("/?q=Hikvision").status_code == 200  # the cookie now carries it
     with TestClient(create_app(sessions=sessions, embedder=embedder, config=config, settings=settings)) as open_client:
         assert open_client.get("/api/search").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["until=9999-12-31", "since=9999-12-31", "since=0001-01-01", "until=3000-01-01"])
+def test_days_out_of_range_answer_422_everywhere(client, query):
+    for path in ("/api/search", "/feed.atom", "/api/search.csv", "/api/search.json"):
+        answer = client.get(f"{path}?{query}")
+        assert answer.status_code == 422, (path, answer.text[:200])
+        assert re.search(r"(since|until): .*(1900-01-01|2999-12-31)", answer.json()["detail"]), answer.json()
+    page = client.get(f"/?{query}")
+    assert page.status_code == 422 and "That search cannot be run" in page.text
+    assert client.get("/api/search").status_code == 200  # and the next request is answered as usual
+
+
+def test_exports_of_a_bad_search_answer_422_before_any_byte(client):
+    for path in ("/api/search.csv", "/api/search.json"):
+        answer = client.get(f"{path}?topic=no-such-topic")
+        assert answer.status_code == 422 and "no-such-topic" in answer.json()["detail"], answer.text[:200]
+        assert "content-disposition" not in answer.headers
+
+
+def test_every_answer_carries_the_security_headers(client):
+    for path in ("/", "/api/search", "/static/archive.css", "/nothing-here", "/?page=0", "/feed.atom"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY" and headers["referrer-policy"] == "same-origin", path
+        assert "camera=()" in headers["permissions-policy"], path
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self';" in policy and "frame-ancestors 'none'" in policy, path
+        assert "unsafe-inline" not in policy and "http" not in policy, path
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "frame-ancestors 'none'" in docs.headers["content-security-policy"]
+
+
+def test_links_that_are_not_http_are_rendered_nowhere(sessions, embedder, config, tmp_path, database_url):
+    """Stored links from before the scheme check (javascript:, data:, …) never become an href: pages, digest, Slack, Atom."""
+    build_demo_archive(sessions, embedder, config, archive_settings(tmp_path, database_url))
+    unsafe = ["javascript:alert(document.cookie)", "vbscript:msgbox(1)", "data:text/html,<script>alert(1)</script>", "file:///etc/passwd"]
+    topic = config.topics[0].name
+    with sessions.begin() as session:
+        article = session.scalars(select(Article).where(Article.title.startswith("Canada orders"))).first()
+        story = session.get(Story, article.story_id)
+        others = session.scalars(select(Article).where(Article.story_id != story.id).limit(3)).all()
+        article.url = article.original_url = story.url = unsafe[0]
+        for other, url in zip(others, unsafe[1:]):
+            other.url = other.original_url = url
+            session.get(Story, other.story_id).url = url
+        story_ids = [story.id, *(other.story_id for other in others)]
+        article_ids = [article.id, *(other.id for other in others)]
+    with sessions() as session:
+        views = story_views(session, story_ids, topic=topic)
+    app = create_app(sessions=sessions, embedder=embedder, config=config, settings=archive_settings(tmp_path, database_url))
+    with TestClient(app) as client:
+        pages = [client.get(f"/stories/{i}").text for i in story_ids] + [client.get(f"/articles/{i}").text for i in article_ids]
+        pages.append(client.get("/feed.atom?relevant=false&sort=newest").text)
+        pages.append(client.get("/?relevant=false").text)
+    digest = build_digest(views, day=date(2026, 11, 21), topic=topic, now=datetime(2026, 11, 22, tzinfo=timezone.utc))
+    slack = [json.dumps(alert_message(view)) for view in views] + [json.dumps(batch_message(views))]
+    for text in [*pages, digest.html, digest.text, *slack]:
+        assert not re.search(r"\b(javascript|vbscript|data|file):", text), re.search(r".{80}\b(javascript|vbscript|data|file):.{80}", text)
+    assert all(re.fullmatch(r"(/|https?://)\S*", href) for text in pages for href in re.findall(r'href="([^"]*)"', text))
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 from datetime import datetime
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from monitor.config import FeedSpec
+from monitor.config import LOOPBACK_NETWORKS, FeedSpec
 from monitor.domain import FeedOutcome
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
@@ -208,7 +209,10 @@ def demo(
         with app_.sessions.begin() as session:
             repo.sync_feeds(session, specs, now=utcnow())
             feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
-        polite_to_ourselves = app_.settings.model_copy(update={"host_delay": 0.0, "host_concurrency": 8})
+        ours = [ip_network(network) for network in LOOPBACK_NETWORKS]
+        polite_to_ourselves = app_.settings.model_copy(
+            update={"host_delay": 0.0, "host_concurrency": 8, "allowed_networks": [*app_.settings.allowed_networks, *ours]}
+        )
         sender = build_sender(app_)
         with pipeline_deps(app_, polite_to_ourselves, sender=sender) as deps:
             outcomes = _pass_with_progress(feed_ids, deps, stop_on_signals())

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from monitor.config import DEFAULT_SUBJECT, check_subject_template
-from monitor.domain import StoryView
+from monitor.domain import StoryView, http_link
 from monitor.labels import (
     action_heading,
     as_utc,
@@ -46,7 +46,7 @@ class Digest:
 class SourceLine:
     outlet: str
     title: str
-    url: str
+    url: str  # empty when the source has no http(s) link
     when: str
 
 
@@ -56,7 +56,7 @@ class Item:
 
     number: int
     title: str
-    url: str
+    url: str  # empty when the story has no http(s) link
     outlet: str
     when: str
     summary: str
@@ -115,7 +115,7 @@ def _item(number: int, story: StoryView, zone: ZoneInfo, archive_url: str | None
     return Item(
         number=number,
         title=" ".join(story.title.split()) or story.url,
-        url=story.url,
+        url=http_link(story.url) or "",
         outlet=story.outlet,
         when=short_time(story.published or story.first_seen, zone),
         summary=shorten(story.summary, SUMMARY_CHARS),
@@ -123,7 +123,7 @@ def _item(number: int, story: StoryView, zone: ZoneInfo, archive_url: str | None
         score=f"{story.score:.2f}",
         why=evidence(story.why),
         sources=[
-            SourceLine(outlet=source.outlet, title=" ".join(source.title.split()), url=source.url, when=short_time(source.published, zone))
+            SourceLine(outlet=source.outlet, title=" ".join(source.title.split()), url=http_link(source.url) or "", when=short_time(source.published, zone))
             for source in story.sources
         ],
         archive=f"{archive_url}/stories/{story.id}" if archive_url else None,

@@ -14,7 +14,7 @@ from slack_sdk.http_retry import ConnectionErrorRetryHandler, RateLimitErrorRetr
 from slack_sdk.http_retry.builtin_handlers import ServerErrorRetryHandler
 from slack_sdk.webhook import WebhookClient
 
-from monitor.domain import StoryView
+from monitor.domain import StoryView, http_link
 from monitor.labels import action_label, as_utc, country_label, evidence, plural, short_time, shorten, tag_labels
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,10 @@ def escape(text: str) -> str:
 
 
 def link(url: str, text: str) -> str:
-    """<url|text> with the characters that would end the link early made harmless."""
-    safe_url = escape(url.replace(" ", "%20").replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
+    """<url|text> with the characters that would end the link early made harmless; the text alone when url is no http(s) link."""
+    if http_link(url) is None:
+        return escape(text)
+    safe_url = escape(url.strip().replace(" ", "%20").replace("|", "%7C").replace("<", "%3C").replace(">", "%3E"))
     return f"<{safe_url}|{escape(text).replace('|', LINK_BAR)}>"
 
 

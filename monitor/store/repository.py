@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, aliased
 from monitor.config import FeedSpec
 from monitor.domain import Candidate, TopicVerdict
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
+from monitor.store.terms import unmarked
 
 URL_BATCH = 500
 
@@ -177,8 +178,8 @@ def update_article(session: Session, item: StoredArticle, *, now: datetime) -> t
     article = session.scalar(select(Article).where(Article.url == c.url))
     if article is None:
         return None
-    article.title, article.text, article.text_source, article.page_error = c.title, c.text, c.text_source, c.page_error
-    article.summary, article.content_hash, article.embedding, article.minhash = c.summary, item.content_hash, item.embedding, item.minhash
+    article.title, article.text, article.text_source, article.page_error = unmarked(c.title), unmarked(c.text), c.text_source, c.page_error
+    article.summary, article.content_hash, article.embedding, article.minhash = unmarked(c.summary), item.content_hash, item.embedding, item.minhash
     article.copy_kind = article.duplicate_of_id = None
     save_verdicts(session, article.id, item.verdicts, now=now)
     if article.story_id is not None:
@@ -205,13 +206,13 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
             url=c.url,
             original_url=c.original_url,
             feed_id=c.feed_id,
-            title=c.title,
+            title=unmarked(c.title),
             author=c.author,
             published_at=c.published,
             language=c.language,
             site_name=c.site_name,
-            summary=c.summary,
-            text=c.text,
+            summary=unmarked(c.summary),
+            text=unmarked(c.text),
             text_source=c.text_source,
             page_error=c.page_error,
             content_hash=item.content_hash,

@@ -12,12 +12,12 @@ from sqlalchemy import Integer, Text, cast, column, distinct, exists, func, lite
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Article, Feed, Story, StoryTopic
-from monitor.store.terms import MARK_END, MARK_START, Terms, clean, fuse, parse_terms, render_snippet
+from monitor.store.terms import MARK_END, MARK_START, Terms, clean, fuse, parse_terms, render_snippet, unmarked
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
 from monitor.store.views import lead, outlet_name
 
 __all__ = [
-    "MODES", "SORTS", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
+    "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
     "filter_options", "is_search_index", "search", "similar_stories",
 ]  # fmt: skip
 
@@ -28,6 +28,7 @@ SORTS = ("best", "newest")
 MAX_QUERY_CHARS = 500  # of the words searched; the embedder truncates the meaning on its own
 MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
+FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
 SNIPPET_TOKENS = 24
@@ -177,6 +178,9 @@ def _validate(query: SearchQuery) -> None:
         raise SearchError(f"page must be between 1 and {MAX_PAGE:,}")
     if not 1 <= query.per_page <= MAX_PER_PAGE:
         raise SearchError(f"per_page must be between 1 and {MAX_PER_PAGE}")
+    for name, day in (("since", query.since), ("until", query.until)):
+        if day is not None and not FIRST_DAY <= day <= LAST_DAY:
+            raise SearchError(f"{name} must be a day between {FIRST_DAY} and {LAST_DAY}, not {day}")
     if query.since and query.until and query.since > query.until:
         raise SearchError(f"since ({query.since}) is after until ({query.until})")
 
@@ -375,5 +379,5 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
     rest = [a for a in article_ids if a not in raw]
     if rest:
         for article_id, title, text, summary in session.execute(select(Article.id, Article.title, Article.text, Article.summary).where(Article.id.in_(rest))):
-            raw[article_id] = (lead(text or summary, 200, title=title) or title).replace(MARK_START, "").replace(MARK_END, "")
+            raw[article_id] = unmarked(lead(text or summary, 200, title=title) or title)
     return {article_id: render_snippet(text) for article_id, text in raw.items()}

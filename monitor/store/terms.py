@@ -61,6 +61,11 @@ def clean(text: str) -> str:
     return text.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
 
+def unmarked(text: str) -> str:
+    """Text without the highlight sentinels: stored text holding them would show stray marks in its snippets."""
+    return text.replace(MARK_START, "").replace(MARK_END, "")
+
+
 def render_snippet(raw: str) -> str:
     """Escape everything, then turn the sentinels the database put around matched words into <mark>."""
     joined = " ".join(raw.split()).replace(f"{MARK_END} {MARK_START}", " ")  # one mark over adjacent words

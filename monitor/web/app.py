@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -29,6 +30,52 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "monitor_token"
 MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json")  # answered in JSON (errors too), never redirected
+SECRET_PARAMETERS = {"token"}
+QUERY_PARAMETER = re.compile(r"([?&])([^=&#\s\"]*)=([^&#\s\"]*)")
+# The pages load only their own CSS and script: no inline code, nothing from elsewhere, never in a frame.
+PAGE_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+# Swagger UI (/docs) starts itself with an inline script and draws with inline styles; it may load its bundle from a CDN.
+DOCS_POLICY = (
+    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+DOCS_PATHS = ("/docs", "/redoc")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def redact_secrets(text: str) -> str:
+    """An address or log line with the value of every secret query parameter (?token=…) replaced."""
+
+    def hide(match: re.Match) -> str:
+        secret = unquote_plus(match.group(2)).lower() in SECRET_PARAMETERS
+        return f"{match.group(1)}{match.group(2)}={'[redacted]' if secret else match.group(3)}"
+
+    return QUERY_PARAMETER.sub(hide, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Keeps ?token=… out of the access log (uvicorn writes every request's address there with --verbose)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_secrets(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_secrets(arg) if isinstance(arg, str) else arg for arg in record.args)
+        return True
+
+
+REDACT_SECRETS = RedactSecrets()
+SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
 
 
 def create_app(
@@ -50,8 +97,22 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
     _install_token_check(app, settings.api_token)
+    _install_security_headers(app)
     _install_error_pages(app)
+    for name in SERVER_LOGGERS:
+        logging.getLogger(name).addFilter(REDACT_SECRETS)  # once: the same filter is never added twice
     return app
+
+
+def _install_security_headers(app: FastAPI) -> None:
+    """Every answer, errors and refusals of the token check included, carries the security headers and a strict CSP."""
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        docs = request.url.path.startswith(DOCS_PATHS)
+        response.headers.update({**SECURITY_HEADERS, "Content-Security-Policy": DOCS_POLICY if docs else PAGE_POLICY})
+        return response
 
 
 def _machine(request: Request) -> bool:

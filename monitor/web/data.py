@@ -86,12 +86,22 @@ def search_data(archive: Archive, params: SearchParams, **changes) -> dict:
 
 
 def export_rows(archive: Archive, params: SearchParams) -> Iterator[dict]:
-    """Every matching story (up to EXPORT_CAP) page by page, so a large export streams."""
+    """Every matching story (up to EXPORT_CAP) page by page, so a large export streams.
+
+    The first page is searched before this returns: a bad query is a 422 before any byte is sent, never a cut-off body.
+    """
     query = _query(archive, params, page=1, per_page=EXPORT_PAGE)
     with archive.sessions() as session:
-        sent = 0
+        first = _run(archive, session, query)
+    return _export_pages(archive, query, first)
+
+
+def _export_pages(archive: Archive, query: engine.SearchQuery, first: engine.SearchPage) -> Iterator[dict]:
+    page, sent = first, 0
+    with archive.sessions() as session:
         for number in range(1, EXPORT_CAP // EXPORT_PAGE + 1):
-            page = _run(archive, session, engine.SearchQuery(**{**asdict(query), "page": number}))
+            if number > 1:
+                page = _run(archive, session, engine.SearchQuery(**{**asdict(query), "page": number}))
             for hit in page.results[: EXPORT_CAP - sent]:
                 sent += 1
                 yield hit_dict(hit)

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from monitor.config import Config
-from monitor.store.search import SearchQuery
+from monitor.store.search import FIRST_DAY, LAST_DAY, SearchQuery
 
 MAX_PER_PAGE = 100
 MAX_PAGE = 500
@@ -33,8 +33,8 @@ class SearchParams(BaseModel):
     country: list[str] = Field(default_factory=list, description="Acting jurisdiction, ISO 3166 alpha-2 or EU; repeatable.")
     action: list[str] = Field(default_factory=list, description="ban, removal, blacklist, sanction, …; repeatable.")
     source: list[str] = Field(default_factory=list, description="Outlet name; repeatable.")
-    since: date | None = Field(None, description="First day, YYYY-MM-DD.")
-    until: date | None = Field(None, description="Last day (inclusive), YYYY-MM-DD.")
+    since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="First day, YYYY-MM-DD.")
+    until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="Last day (inclusive), YYYY-MM-DD.")
     sort: Literal["best", "newest"] = Field("best", description="best (match) or newest.")
     page: int = Field(1, ge=1, le=MAX_PAGE, description="Page number, from 1.")
     per_page: int = Field(20, ge=1, le=MAX_PER_PAGE, description=f"Stories per page, at most {MAX_PER_PAGE}.")

@@ -9,6 +9,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 
 from monitor.config import Config
+from monitor.domain import http_link
 from monitor.labels import action_label, country_name
 
 
@@ -45,5 +46,5 @@ def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...
 
 
 def install_filters(environment: Environment, config: Config) -> None:
-    environment.filters.update(day=day, moment=moment, action=action_label, key=key_label, country=country_name)
+    environment.filters.update(day=day, moment=moment, action=action_label, key=key_label, country=country_name, link=http_link)
     environment.globals.update(query_url=query_url, topics=[t.name for t in config.topics])
