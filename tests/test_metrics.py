@@ -20,6 +20,7 @@ from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import StoryTopic
 from monitor.web.app import create_app
 
+from .conftest import REQUIRE_POSTGRES
 from .test_pipeline import HTML, RSS, closed_port, page, pipeline, rss, run_all, sync
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -42,6 +43,8 @@ def redis_or_skip() -> None:
     try:
         redis.Redis.from_url(REDIS, socket_timeout=2).ping()
     except redis.RedisError:
+        if REQUIRE_POSTGRES:  # CI: the services must be there
+            pytest.fail("Redis on 127.0.0.1:6379 is required here (CI) but does not answer")
         pytest.skip("no Redis on 127.0.0.1:6379 (.ci/run starts it)")
 
 
