@@ -6,12 +6,14 @@ import uuid
 from dataclasses import replace
 from datetime import timedelta
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from monitor.cli.common import App, pipeline_deps
 from monitor.demo.server import Reply
 from monitor.metrics import PipelineMetrics, StoreCollector, broker_queue_depth, store_registry
 from monitor.pipeline import Timings
@@ -143,3 +145,20 @@ def test_readiness_fails_when_the_database_does_not_answer(embedder, config, set
         unready = client.get("/readyz")
         assert unready.status_code == 503 and unready.json()["detail"].startswith("the database does not answer")
         assert client.get("/metrics").status_code == 404  # built without a registry
+
+
+def test_a_polling_process_serves_its_own_metrics_on_its_port(sessions, settings, config, site):
+    site.routes["/news.xml"] = Reply(200, rss([("Local bakery wins regional prize", site.url("/2.html"), "Bread.")]), RSS)
+    site.routes["/2.html"] = Reply(200, page("Local bakery wins regional prize for sourdough"), HTML)
+    untrained = config.model_copy(update={"topics": [t.model_copy(update={"training": []}) for t in config.topics]})
+    port = closed_port()
+    app = App(settings.model_copy(update={"metrics_port": port}), untrained, sessions)
+    names = sync(sessions, {"News": site.url("/news.xml")})
+    with pipeline_deps(app) as deps:
+        run_all(sessions, deps, names)
+        response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    samples = {s.name + str(sorted(s.labels.items())): s.value for f in text_string_to_metric_families(response.text) for s in f.samples}
+    assert samples["monitor_feed_polls_total[('outcome', 'ok')]"] == 1 and samples["monitor_poll_articles_total[]"] == 1
+    assert samples["monitor_stage_seconds_count[('stage', 'embed')]"] == 1
+    with pytest.raises(httpx.ConnectError):  # the server goes with the pipeline
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,24 +128,29 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
     )
 
 
-def process_metrics(settings: Settings) -> PipelineMetrics | None:
-    """With MONITOR_METRICS_PORT set: this process's polls and stage times, served at /metrics on that port."""
+@contextmanager
+def process_metrics(settings: Settings) -> Iterator[PipelineMetrics | None]:
+    """With MONITOR_METRICS_PORT set: this process's polls and stage times, served at /metrics on that port while in use."""
     if not settings.metrics_port:
-        return None
+        yield None
+        return
     registry = CollectorRegistry()
     metrics = PipelineMetrics(registry)
-    start_http_server(settings.metrics_port, registry=registry)
+    server, _thread = start_http_server(settings.metrics_port, registry=registry)
     log.info("metrics of this process at http://0.0.0.0:%d/metrics", settings.metrics_port)
-    return metrics
+    try:
+        yield metrics
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextmanager
 def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
     settings = settings or app.settings
-    metrics = process_metrics(settings)
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
-    with build_client(settings) as client:
+    with process_metrics(settings) as metrics, build_client(settings) as client:
         yield Deps(
             settings=settings,
             sessions=app.sessions,
