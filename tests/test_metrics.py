@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import replace
 from datetime import timedelta
@@ -22,7 +26,7 @@ from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import StoryTopic
 from monitor.web.app import create_app
 
-from .conftest import REQUIRE_POSTGRES
+from .conftest import REQUIRE_POSTGRES, ROOT
 from .test_pipeline import HTML, RSS, closed_port, page, pipeline, rss, run_all, sync
 
 REDIS = "redis://127.0.0.1:6379/15"
@@ -162,3 +166,35 @@ def test_a_polling_process_serves_its_own_metrics_on_its_port(sessions, settings
     assert samples["monitor_stage_seconds_count[('stage', 'embed')]"] == 1
     with pytest.raises(httpx.ConnectError):  # the server goes with the pipeline
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+
+def test_the_archive_process_serves_health_and_metrics_without_its_token(tmp_path):
+    port = closed_port()
+    env = os.environ | {
+        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
+        "MONITOR_CONFIG": str(ROOT / "feeds.yaml"),
+        "MONITOR_API_TOKEN": "s3cret",
+        "HF_HUB_OFFLINE": "1",
+    }
+    log = (tmp_path / "serve.log").open("w")
+    process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180  # a generous start on a busy machine: this checks behaviour, not speed
+        while True:
+            assert process.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                ready = httpx.get(base + "/readyz", timeout=2)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "monitor serve did not answer"
+                time.sleep(0.2)
+        assert ready.json() == {"status": "ready"}, (tmp_path / "serve.log").read_text()
+        families = {f.name: f for f in text_string_to_metric_families(httpx.get(base + "/metrics", timeout=10).text)}
+        assert families["monitor_store_up"].samples[0].value == 1 and families["monitor_articles"].samples[0].value == 0
+        assert "monitor_queue_depth" not in families  # no broker set
+        assert httpx.get(base + "/api/search", timeout=10).status_code == 401
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        log.close()
