@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     delivery_max_backoff: float = Field(3600.0, gt=0, description="Longest wait, in seconds, before retrying a failed delivery.")
     slack_max_wait: float = Field(30.0, ge=0, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
     api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")
+    broker_url: str = Field(
+        "", description="Celery broker (redis://… or amqp://…); set: `monitor run` only schedules and `monitor worker`s poll; empty: one process does all."
+    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port on which a process that polls serves its own /metrics; 0: none.")
     allowed_networks: Annotated[list[IPvAnyNetwork], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated networks (CIDR) that may be fetched from although not public, e.g. 10.1.0.0/16; "

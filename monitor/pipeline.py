@@ -44,11 +44,12 @@ def utcnow() -> datetime:
 
 
 class Timings:
-    """Seconds spent in each stage, summed over threads: where a pass spends its time."""
+    """Seconds spent in each stage, summed over threads: where a pass spends its time; each step also goes to observe."""
 
-    def __init__(self) -> None:
+    def __init__(self, observe: Callable[[str, float], None] | None = None) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
         self._lock = threading.Lock()
+        self._observe = observe
 
     @contextmanager
     def measure(self, stage: str) -> Iterator[None]:
@@ -59,6 +60,8 @@ class Timings:
             elapsed = time.perf_counter() - start
             with self._lock:
                 self.seconds[stage] += elapsed
+            if self._observe:
+                self._observe(stage, elapsed)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Deps:
     timings: Timings = field(default_factory=Timings)
     deduper: Deduper = field(default_factory=Deduper)
     on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
+    on_outcome: Callable[[FeedOutcome], None] | None = None  # called once per finished poll (metrics)
 
 
 @dataclass
@@ -353,7 +357,10 @@ def _crashed(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
 
 def poll_feed(feed_id: int, deps: Deps) -> FeedOutcome:
     """One full poll of one feed: the unit of work of the scheduler (and, later, of a worker)."""
-    return ingest(collect_feed(feed_id, deps), deps)
+    outcome = ingest(collect_feed(feed_id, deps), deps)
+    if deps.on_outcome:
+        deps.on_outcome(outcome)
+    return outcome
 
 
 def run_pass(
@@ -389,6 +396,8 @@ def run_pass(
                 except Exception as exc:  # one feed's crash must not end the pass for the others
                     outcome = _crashed(feed_id, deps, exc)
                 outcomes.append(outcome)
+                if deps.on_outcome:
+                    deps.on_outcome(outcome)
                 if on_done:
                     on_done(outcome)
     return outcomes

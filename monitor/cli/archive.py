@@ -35,6 +35,8 @@ def serve(
     """The archive: search pages and the JSON API (/api/search; documented at /docs)."""
     import uvicorn
 
+    from monitor.metrics import store_registry
+    from monitor.pipeline import utcnow
     from monitor.store.search import VectorIndex
     from monitor.web.app import create_app
 
@@ -51,7 +53,12 @@ def serve(
         log.info("meaning search ready in %.1f s", time.perf_counter() - started)
 
     threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
-    web = create_app(sessions=app_.sessions, embedder=embedder, config=app_.config, settings=app_.settings, vectors=vectors)
+    metrics = store_registry(
+        app_.sessions, topics=[t.name for t in app_.config.topics], clock=utcnow, broker_url=app_.settings.broker_url
+    )
+    web = create_app(
+        sessions=app_.sessions, embedder=embedder, config=app_.config, settings=app_.settings, vectors=vectors, metrics=metrics
+    )
     if host not in ("127.0.0.1", "localhost", "::1") and not app_.settings.api_token:
         log.warning("serving on %s without MONITOR_API_TOKEN: anyone who reaches it can read the archive", host)
     typer.echo(f"archive at http://{host}:{port}/ (API documentation at /docs)")

@@ -6,6 +6,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,7 +26,8 @@ from monitor.notify.email import Mailer
 from monitor.notify.outbox import MailChannel, Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
 from monitor.dedup import Deduper
-from monitor.pipeline import Deps, load_deduper, utcnow
+from monitor.metrics import PipelineMetrics
+from monitor.pipeline import Deps, Timings, load_deduper, utcnow
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -126,11 +129,28 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
 
 
 @contextmanager
+def process_metrics(settings: Settings) -> Iterator[PipelineMetrics | None]:
+    """With MONITOR_METRICS_PORT set: this process's polls and stage times, served at /metrics on that port while in use."""
+    if not settings.metrics_port:
+        yield None
+        return
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    server, _thread = start_http_server(settings.metrics_port, registry=registry)
+    log.info("metrics of this process at http://0.0.0.0:%d/metrics", settings.metrics_port)
+    try:
+        yield metrics
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextmanager
 def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
     settings = settings or app.settings
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
-    with build_client(settings) as client:
+    with process_metrics(settings) as metrics, build_client(settings) as client:
         yield Deps(
             settings=settings,
             sessions=app.sessions,
@@ -139,6 +159,8 @@ def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | N
             scorers=build_scorers(app.config, embedder, settings),
             deduper=deduper,
             on_relevant_story=sender.owe_story if sender else None,
+            timings=Timings(observe=metrics.observe_stage if metrics else None),
+            on_outcome=metrics.count_poll if metrics else None,
         )
 
 

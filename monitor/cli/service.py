@@ -13,14 +13,16 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec
+from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
 from monitor.domain import FeedOutcome
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
 from monitor.pipeline import Deps, run_pass, utcnow
 from monitor.scheduler import build_scheduler, serve_forever
 from monitor.store import outbox
+from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
 from monitor.cli.common import (
     App,
@@ -32,6 +34,7 @@ from monitor.cli.common import (
     load_app,
     log,
     pipeline_deps,
+    setup_logging,
     stop_on_signals,
     topic_spec,
     VerboseOption,
@@ -100,6 +103,28 @@ def _delivery_summary(report: Report) -> None:
         typer.echo(f"deliveries: {report.sent} sent, {report.failed} failed (see `monitor status`)")
     for line in report.digests:
         typer.echo(f"digest {line}")
+
+
+@app.command()
+def migrate(
+    check: Annotated[bool, typer.Option("--check", help="Change nothing: exit 0 when the database answers and its schema is the newest, else 1.")] = False,
+) -> None:
+    """Create the schema or bring it to the newest migration: the one step to run before the services start."""
+    setup_logging(verbose=False)
+    engine = make_engine(Settings().database_url)
+    try:
+        if not check:
+            upgrade(engine)
+        with engine.connect() as connection:
+            problem = schema_problem(connection)
+    except SQLAlchemyError as exc:
+        problem = f"the database does not answer: {exc}"
+    finally:
+        engine.dispose()
+    if problem:
+        err.print(problem, markup=False, highlight=False)
+        raise typer.Exit(1)
+    typer.echo("the schema is at the newest migration")
 
 
 @app.command()

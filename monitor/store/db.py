@@ -7,13 +7,15 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"  # package data, so an installed copy upgrades too
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -54,6 +56,15 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def upgrade(engine: Engine) -> None:
     """Create the schema or bring it to the newest migration."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def schema_problem(connection: Connection) -> str | None:
+    """Why the schema is not at the newest migration, or None when it is (readiness); the caller handles an unreachable database."""
+    newest = set(ScriptDirectory.from_config(alembic_config(connection.engine)).get_heads())
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    if current == newest:
+        return None
+    return f"schema at {', '.join(sorted(current)) or 'nothing'}, newest is {', '.join(sorted(newest))}: run `monitor migrate`"
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

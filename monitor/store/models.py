@@ -1,4 +1,4 @@
-"""The tables. Migrations in migrations/ create them; a test checks they agree."""
+"""The tables. Migrations in store/migrations/ create them; a test checks they agree."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""create_app: the archive's FastAPI application (pages, JSON API, exports, feed), its token check and error pages."""
+"""create_app: the archive's FastAPI application (pages, JSON API, exports, feed, health and metrics), its token check and error pages."""
 
 from __future__ import annotations
 
@@ -15,13 +15,14 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
+from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
 from monitor.config import Config, Settings
 from monitor.embed import Embedder
 from monitor.store.search import VectorIndex
-from monitor.web import api, pages
+from monitor.web import api, health, pages
 from monitor.web.data import Archive
 from monitor.web.present import install_filters
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "monitor_token"
-MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json")  # answered in JSON (errors too), never redirected
+MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json", *health.OPEN_PATHS)  # answered in JSON (errors too), never redirected
 SECRET_PARAMETERS = {"token"}
 QUERY_PARAMETER = re.compile(r"([?&])([^=&#\s\"]*)=([^&#\s\"]*)")
 # The pages load only their own CSS and script: no inline code, nothing from elsewhere, never in a frame.
@@ -79,23 +80,33 @@ SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
 
 
 def create_app(
-    *, sessions: sessionmaker[Session], embedder: Embedder, config: Config, settings: Settings, vectors: VectorIndex | None = None
+    *,
+    sessions: sessionmaker[Session],
+    embedder: Embedder,
+    config: Config,
+    settings: Settings,
+    vectors: VectorIndex | None = None,
+    metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
+    """The archive; /metrics serves the given registry (see monitor.metrics.store_registry)."""
     app = FastAPI(
         title="monitor archive",
         description=(
             "Search the stored stories by words, meaning, vendor, country, action, source and date. "
-            "When MONITOR_API_TOKEN is set, send it as `Authorization: Bearer <token>` (or `?token=<token>`)."
+            "When MONITOR_API_TOKEN is set, send it as `Authorization: Bearer <token>` (or `?token=<token>`); "
+            "/healthz, /readyz and /metrics never need it."
         ),
         version="1",
     )
     app.state.archive = Archive(sessions, embedder, config, settings, vectors or VectorIndex())
+    app.state.metrics = metrics
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     install_filters(environment, config)
     app.state.templates = Jinja2Templates(env=environment)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(health.router)
     _install_token_check(app, settings.api_token)
     _install_security_headers(app)
     _install_error_pages(app)
@@ -130,13 +141,13 @@ def _given_token(request: Request) -> tuple[str, str]:
 
 
 def _install_token_check(app: FastAPI, token: str) -> None:
-    """With a token set, every path but /static needs it; a browser that brings it once in ?token= keeps it in a cookie."""
+    """With a token set, every path but /static and the health and metrics paths needs it; a browser that brings it once in ?token= keeps it in a cookie."""
     if not token:
         return
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
-        if request.url.path.startswith("/static/"):
+        if request.url.path.startswith("/static/") or request.url.path in health.OPEN_PATHS:
             return await call_next(request)
         given, how = _given_token(request)
         if not (given and hmac.compare_digest(given.encode(), token.encode())):
