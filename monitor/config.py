@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     delivery_max_backoff: float = Field(3600.0, gt=0, description="Longest wait, in seconds, before retrying a failed delivery.")
     slack_max_wait: float = Field(30.0, ge=0, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
     api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")
+    broker_url: str = Field(
+        "", description="Celery broker (redis://… or amqp://…); set: `monitor run` only schedules and `monitor worker`s poll; empty: one process does all."
+    )
+    poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
+    delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
 
     def digest_recipients(self, configured: list[str]) -> list[str]:
         override = [address.strip() for address in self.digest_to.split(",") if address.strip()]

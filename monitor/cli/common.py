@@ -24,7 +24,8 @@ from monitor.notify.email import Mailer
 from monitor.notify.outbox import MailChannel, Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
 from monitor.dedup import Deduper
-from monitor.pipeline import Deps, load_deduper, utcnow
+from monitor.pipeline import Deps, utcnow
+from monitor.placement import load_deduper
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -122,6 +123,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         mail=mail,
         clock=utcnow,
         max_backoff=settings.delivery_max_backoff,
+        claim_seconds=settings.delivery_claim,
     )
 
 
