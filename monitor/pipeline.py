@@ -306,7 +306,7 @@ def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts,
             deps.on_relevant_story(session, story_id, topic)
 
 
-def _crashed(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
+def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
     """A bug or a store failure in one feed's poll: logged with its trace, recorded, and the run goes on."""
     log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
     with deps.sessions() as session:
@@ -350,7 +350,7 @@ def run_pass(
                 try:
                     outcome = ingest(future.result(), deps)
                 except Exception as exc:  # one feed's crash must not end the pass for the others
-                    outcome = _crashed(feed_id, deps, exc)
+                    outcome = record_crash(feed_id, deps, exc)
                 outcomes.append(outcome)
                 if on_done:
                     on_done(outcome)

@@ -20,7 +20,7 @@ from kombu.exceptions import ChannelError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Settings
-from monitor.pipeline import Deps, poll_feed
+from monitor.pipeline import Deps, poll_feed, record_crash
 from monitor.store import leases
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,10 @@ def run_leased_poll(feed_id: int, token: str, deps: Deps) -> None:
         log.info("feed %s: lease %s is no longer current (polled already, or handed on): skipped", feed_id, token)
         return
     try:
-        outcome = poll_feed(feed_id, deps)
+        try:
+            outcome = poll_feed(feed_id, deps)
+        except Exception as exc:  # recorded in the feed's row with its backoff, as in one process; the task is done
+            outcome = record_crash(feed_id, deps, exc)
         log.info("feed %s: %s, %d new, %d relevant", outcome.feed, "ok" if outcome.ok else outcome.error, outcome.new_articles, outcome.relevant)
     finally:
         with deps.sessions.begin() as session:
@@ -94,7 +97,7 @@ class QueueState:
     workers: dict[str, int]  # each worker that answered a ping, with its polls in hand
 
 
-def queue_state(app: Celery, *, timeout: float = 1.0) -> QueueState:
+def queue_state(app: Celery, *, timeout: float = 2.0) -> QueueState:
     try:
         with app.connection_for_read() as connection:
             try:

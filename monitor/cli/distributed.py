@@ -48,6 +48,7 @@ def worker(
     celery = make_celery(settings)
     sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them
     with pipeline_deps(app_, sender=sender) as deps, ThreadPoolExecutor(settings.fetch_workers, thread_name_prefix="page") as pages:
+        deps.embedder.embed(["the model loads before the first poll is taken"])
         register_poll(celery, replace(deps, page_pool=pages))
         celery.worker_main(
             [
