@@ -38,7 +38,7 @@ from bench.pipeline import outlets
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-REDIS = "redis://127.0.0.1:6379/14"
+REDIS = "redis://127.0.0.1:6379"
 FEEDS, PER_FEED, LATENCY = 16, 10, 0.3
 WORKERS = (1, 2, 4)
 CONCURRENCY = 2  # polls per worker at once
@@ -66,11 +66,26 @@ def write_config(folder: Path, urls: list[str]) -> Path:
     return path
 
 
+@contextmanager
+def broker_database():
+    """A Redis database nobody else is using (tests take them from the top), emptied afterwards."""
+    for number in range(1, 16):
+        client = redis.Redis.from_url(f"{REDIS}/{number}")
+        if client.setnx("monitor-bench-lock", os.getpid()):
+            if client.dbsize() == 1:
+                break
+            client.delete("monitor-bench-lock")
+    else:
+        raise RuntimeError("every Redis database is in use")
+    try:
+        yield f"{REDIS}/{number}"
+    finally:
+        client.flushdb()
+
+
 def distributed_pass(config: Path, workers: int, expected: int) -> dict:
     """A scheduler and `workers` worker processes over a fresh database: seconds from the first lease to the last article."""
-    broker = redis.Redis.from_url(REDIS)
-    broker.flushdb()
-    with database() as url, ExitStack() as stack:
+    with database() as url, broker_database() as broker, ExitStack() as stack:
         engine = make_engine(url)
         upgrade(engine)
         stack.callback(engine.dispose)
@@ -79,7 +94,7 @@ def distributed_pass(config: Path, workers: int, expected: int) -> dict:
             **os.environ,
             "MONITOR_CONFIG": str(config),
             "MONITOR_DATABASE_URL": url,
-            "MONITOR_BROKER_URL": REDIS,
+            "MONITOR_BROKER_URL": broker,
             "MONITOR_HOST_DELAY": "0",
             "MONITOR_HOST_CONCURRENCY": str(HOST_CONCURRENCY),
         }
@@ -87,7 +102,7 @@ def distributed_pass(config: Path, workers: int, expected: int) -> dict:
         command = [sys.executable, "-m", "monitor.cli"]
         processes = [subprocess.Popen([*command, "worker", "--concurrency", str(CONCURRENCY)], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT) for _ in range(workers)]
         stack.callback(_stop, processes)
-        celery = make_celery(Settings(broker_url=REDIS))
+        celery = make_celery(Settings(broker_url=broker))
         while len(queue_state(celery).workers) < workers:  # the models loaded before the clock starts
             time.sleep(1)
         processes.append(subprocess.Popen([*command, "run"], env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
@@ -97,7 +112,6 @@ def distributed_pass(config: Path, workers: int, expected: int) -> dict:
         while _count(sessions, select(func.count()).select_from(Article)) < expected:
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
-    broker.flushdb()
     return {"workers": workers, "seconds": elapsed, "per_s": expected / elapsed}
 
 
