@@ -229,7 +229,7 @@ def single_process_reference(tmp_path, model_cache, feed_urls, site) -> tuple[se
     hook = Hook(site, "/reference-hook")
     database = f"sqlite:///{tmp_path / 'reference.db'}"
     env = monitor_env(tmp_path, model_cache, database, feed_urls, hook.url)
-    done = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--once"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    done = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--once"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
     partition, count, relevant = stories_of(database)
     assert len(hook.delivered) == len(relevant) > 3
@@ -356,7 +356,7 @@ def test_two_run_once_processes_on_one_postgresql_database_store_and_alert_as_on
     log = (tmp_path / "processes.log").open("w")
     processes = [start(env, "run", "--once", log=log) for _ in range(2)]
     for process in processes:
-        assert process.wait(timeout=600) == 0, (tmp_path / "processes.log").read_text()[-3000:]
+        assert process.wait(timeout=1500) == 0, (tmp_path / "processes.log").read_text()[-3000:]
     log.close()
     partition, count, relevant = stories_of(postgres_url)
     assert count == expected_count

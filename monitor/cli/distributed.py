@@ -49,6 +49,8 @@ def worker(
     sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them
     with pipeline_deps(app_, sender=sender) as deps, ThreadPoolExecutor(settings.fetch_workers, thread_name_prefix="page") as pages:
         deps.embedder.embed(["the model loads before the first poll is taken"])
+        for scorer in deps.scorers:
+            scorer.model  # noqa: B018  each topic's model read (or trained) once here, not by every poll thread at once
         register_poll(celery, replace(deps, page_pool=pages))
         celery.worker_main(
             [
