@@ -29,13 +29,13 @@ def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _serve_sites(articles, ready, stop) -> None:
+def _serve_sites(articles, ready, stop, feeds: int, per_feed: int, delay: float) -> None:
     """The outlets, one per loopback address, in a process of their own as real sites would be."""
     with ExitStack() as stack:
         urls = []
-        for index in range(FEEDS):
-            site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}"))
-            chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * PER_FEED : (index + 1) * PER_FEED]]
+        for index in range(feeds):
+            site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}", delay=delay))
+            chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * per_feed : (index + 1) * per_feed]]
             site.routes.update(site_routes(chunk, site.base_url, site_name=f"Outlet {index}"))
             urls.append(f"{site.base_url}/feeds/news.xml")
         ready.put(urls)
@@ -43,10 +43,11 @@ def _serve_sites(articles, ready, stop) -> None:
 
 
 @contextmanager
-def outlets(articles):
+def outlets(articles, *, feeds: int = FEEDS, per_feed: int = PER_FEED, delay: float = 0.0):
+    """The feed URLs of `feeds` outlets of `per_feed` articles each, answering each request after `delay` seconds."""
     context = multiprocessing.get_context("fork")
     ready, stop = context.Queue(), context.Event()
-    process = context.Process(target=_serve_sites, args=(articles, ready, stop), daemon=True)
+    process = context.Process(target=_serve_sites, args=(articles, ready, stop, feeds, per_feed, delay), daemon=True)
     process.start()
     try:
         yield ready.get(timeout=120)

@@ -13,7 +13,8 @@ from sqlalchemy import insert
 
 from monitor.dedup import Deduper, Incoming, content_hash, signature, signature_to_bytes
 from monitor.domain import TopicVerdict
-from monitor.pipeline import Deps, _place, load_deduper
+from monitor.pipeline import Deps, _place
+from monitor.placement import load_deduper
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Story

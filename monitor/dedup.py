@@ -142,6 +142,7 @@ class Deduper:
         self._members: list[_Member] = []
         self._matrix = np.zeros((0, 0), dtype=np.float32)  # rows 0..len(_members) hold the members' vectors
         self._pruned_at: datetime | None = None
+        self.stored_through = 0  # the highest store id the indexes have seen: placement.catch_up reads on from it
 
     def __len__(self) -> int:
         return len(self._members)

@@ -18,18 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import Document, TopicScorer
 from monitor.config import Settings
-from monitor.dedup import (
-    Deduper,
-    Incoming,
-    Placement,
-    canonical_url,
-    content_hash,
-    signature,
-    signature_from_bytes,
-    signature_to_bytes,
-)
+from monitor.dedup import Deduper, Incoming, canonical_url, content_hash, signature, signature_to_bytes
 from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
 from monitor.embed import Embedder, from_bytes, to_bytes
+from monitor.placement import catch_up, load_deduper
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater
@@ -259,6 +251,8 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
         deps.deduper.prune(now)
         try:
             with deps.timings.measure("store"), deps.sessions.begin() as session:
+                with deps.timings.measure("placement lock"):
+                    catch_up(session, deps.deduper, topic=_first_topic(deps), now=now)
                 interval = repo.feed_state(session, poll.feed_id).interval_seconds
                 stored = repo.add_articles(session, items, now=now)
                 for index, candidate in enumerate(poll.candidates):
@@ -310,6 +304,7 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
         now=now,
     )
     deps.deduper.remember(incoming, placement, story=story_id)
+    deps.deduper.stored_through = max(deps.deduper.stored_through, article_id)
     if deps.on_relevant_story:
         for topic in newly_relevant:
             deps.on_relevant_story(session, story_id, topic)
@@ -323,31 +318,7 @@ def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts,
             deps.on_relevant_story(session, story_id, topic)
 
 
-def load_deduper(deduper: Deduper, sessions: sessionmaker[Session], *, topic: str, now: datetime) -> Deduper:
-    """Fill the deduper's indexes from the store: the articles its windows reach (restarts lose nothing)."""
-    deduper.clear()
-    since = now - max(deduper.rules.window, deduper.rules.copy_window)
-    with sessions() as session:
-        for row in repo.recent_articles(session, since=since, topic=topic):
-            if row.embedding is None or row.story_id is None:
-                continue
-            incoming = Incoming(
-                key=row.id,
-                content_hash=row.content_hash,
-                signature=signature_from_bytes(row.minhash) if row.minhash else None,
-                vector=from_bytes(row.embedding),
-                when=row.when,
-                vendors=frozenset(row.vendors),
-                countries=frozenset(row.countries),
-                actions=frozenset(row.actions),
-            )
-            placement = Placement(duplicate_of=row.duplicate_of_id, copy_kind=row.copy_kind, story=row.story_id)
-            deduper.remember(incoming, placement, story=row.story_id)
-    deduper.prune(now)
-    return deduper
-
-
-def _crashed(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
+def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
     """A bug or a store failure in one feed's poll: logged with its trace, recorded, and the run goes on."""
     log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
     with deps.sessions() as session:
@@ -394,7 +365,7 @@ def run_pass(
                 try:
                     outcome = ingest(future.result(), deps)
                 except Exception as exc:  # one feed's crash must not end the pass for the others
-                    outcome = _crashed(feed_id, deps, exc)
+                    outcome = record_crash(feed_id, deps, exc)
                 outcomes.append(outcome)
                 if deps.on_outcome:
                     deps.on_outcome(outcome)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -21,6 +22,7 @@ from monitor.store.models import Feed
 log = logging.getLogger(__name__)
 
 MAX_JITTER = 300.0
+DISPATCH_INTERVAL = 5.0  # seconds between two looks for due feeds in distributed mode
 
 
 def poll_if_due(feed_id: int, deps: Deps) -> FeedOutcome | None:
@@ -83,18 +85,48 @@ def build_scheduler(
             next_run_time=first,
         )
     if sender is not None:
+        _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
+    return scheduler
+
+
+def _add_sender_jobs(scheduler: BackgroundScheduler, sender: Sender, *, delivery_interval: float, now: datetime) -> None:
+    scheduler.add_job(
+        deliver, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), args=(sender,), id="deliver", name="deliver", next_run_time=now
+    )
+    if sender.mail is not None:
+        spec = sender.outputs.digest
         scheduler.add_job(
-            deliver, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), args=(sender,), id="deliver", name="deliver", next_run_time=now
+            plan_and_deliver_digest,
+            CronTrigger(hour=spec.time.hour, minute=spec.time.minute, timezone=spec.timezone),
+            args=(sender,),
+            id="digest",
+            name=f"digest at {spec.time:%H:%M} {spec.timezone}",
         )
-        if sender.mail is not None:
-            spec = sender.outputs.digest
-            scheduler.add_job(
-                plan_and_deliver_digest,
-                CronTrigger(hour=spec.time.hour, minute=spec.time.minute, timezone=spec.timezone),
-                args=(sender,),
-                id="digest",
-                name=f"digest at {spec.time:%H:%M} {spec.timezone}",
-            )
+
+
+def dispatch(enqueue: Callable[[], int]) -> None:
+    """Enqueue the polls that are due; the job must survive a broker or database that is down for a while."""
+    try:
+        enqueue()
+    except Exception:
+        log.exception("enqueueing the due polls failed; tried again in %.0fs", DISPATCH_INTERVAL)
+
+
+def build_dispatcher(
+    enqueue: Callable[[], int], *, now: datetime, sender: Sender | None = None, delivery_interval: float = 15.0
+) -> BackgroundScheduler:
+    """Distributed mode's scheduler: every few seconds the due feeds are leased and their polls enqueued for the
+    workers; it loads no model and polls nothing itself. With a sender: the outbox and digest jobs, as in one process."""
+    scheduler = BackgroundScheduler(
+        executors={"default": JobExecutor(2)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        timezone="UTC",
+    )
+    scheduler.add_job(
+        dispatch, IntervalTrigger(seconds=DISPATCH_INTERVAL, timezone="UTC"), args=(enqueue,), id="dispatch", name="enqueue due polls", next_run_time=now
+    )
+    if sender is not None:
+        _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
     return scheduler
 
 

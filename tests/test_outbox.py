@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from time import sleep
 from datetime import datetime, time, timedelta, timezone
 from email import policy
 from email.parser import BytesParser
@@ -365,6 +366,7 @@ def test_killed_between_send_and_mark_repeats_only_the_one_in_flight(tmp_path, s
         "MONITOR_DATABASE_URL": f"sqlite:///{database}",
         "MONITOR_MODEL_CACHE": str(model_cache),
         "MONITOR_SLACK_WEBHOOK_URL": hook.url,
+        "MONITOR_DELIVERY_CLAIM": "1",  # the dead sender's claim on the alert in flight lapses after a second
     }
     process = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--once"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     victim.append(process.pid)
@@ -373,6 +375,7 @@ def test_killed_between_send_and_mark_repeats_only_the_one_in_flight(tmp_path, s
     assert len(hook.delivered) == 2
 
     site.routes["/hook"] = original
+    sleep(1)
     again = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--once"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     delivered = [linked_urls(payload) for payload in hook.delivered]

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 from monitor.config import FeedSpec
 from monitor.dedup import Deduper, Incoming, content_hash, signature
 from monitor.demo.server import LocalSite, Reply
-from monitor.pipeline import load_deduper, run_pass
+from monitor.pipeline import run_pass
+from monitor.placement import load_deduper
 from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.story_eval import evaluate_stories, read_story_items

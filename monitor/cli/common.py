@@ -27,7 +27,8 @@ from monitor.notify.outbox import MailChannel, Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
 from monitor.dedup import Deduper
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline import Deps, Timings, load_deduper, utcnow
+from monitor.pipeline import Deps, Timings, utcnow
+from monitor.placement import load_deduper
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -125,6 +126,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         mail=mail,
         clock=utcnow,
         max_backoff=settings.delivery_max_backoff,
+        claim_seconds=settings.delivery_claim,
     )
 
 

@@ -24,6 +24,7 @@ from monitor.scheduler import build_scheduler, serve_forever
 from monitor.store import outbox
 from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
+from monitor.cli.distributed import print_queue_state, schedule_forever
 from monitor.cli.common import (
     App,
     app,
@@ -75,12 +76,15 @@ def run(
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """The service: schedules every feed of feeds.yaml at its interval."""
+    """The service: schedules every feed of feeds.yaml at its interval (with MONITOR_BROKER_URL: enqueues polls for workers)."""
     app_ = load_app(config, verbose=verbose)
     with app_.sessions.begin() as session:
         repo.sync_feeds(session, app_.config.feeds, now=utcnow())
     stop = stop_on_signals()
     sender = build_sender(app_)
+    if app_.settings.broker_url and not once:
+        schedule_forever(app_, sender, stop)
+        return
     with pipeline_deps(app_, sender=sender) as deps:
         if once:
             with app_.sessions() as session:
@@ -149,6 +153,8 @@ def status(config: ConfigOption = None) -> None:
         )
     console = Console(width=200)
     console.print(table)
+    if app_.settings.broker_url:
+        print_queue_state(app_, console)
     _outbox_status(app_, console)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, request: Request) -> None:
         self.server.requests.append(request)
+        if self.server.delay:
+            time.sleep(self.server.delay)
         route = self.server.routes.get(self.path) or self.server.routes.get(self.path.split("?")[0])
         if route is None:
             reply = Reply(404, b"not found", {"Content-Type": "text/plain"})
@@ -67,6 +70,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     routes: dict[str, Route]
     requests: list[Request]
+    delay: float
 
     def handle_error(self, request, client_address) -> None:
         """A client that hangs up (after a size cap, say) is normal here, not worth a traceback."""
@@ -74,12 +78,16 @@ class _Server(ThreadingHTTPServer):
 
 
 class LocalSite:
-    """Serves routes on host:port (port 0 picks a free one) in a background thread; use as a context manager."""
+    """Serves routes on host:port (port 0 picks a free one) in a background thread; use as a context manager.
 
-    def __init__(self, routes: dict[str, Route] | None = None, *, host: str = "127.0.0.1", port: int = 0):
+    `delay`: seconds each request waits before its answer, as a distant outlet's would.
+    """
+
+    def __init__(self, routes: dict[str, Route] | None = None, *, host: str = "127.0.0.1", port: int = 0, delay: float = 0.0):
         self._server = _Server((host, port), _Handler)
         self._server.routes = dict(routes or {})
         self._server.requests = []
+        self._server.delay = delay
         self._thread = threading.Thread(target=self._server.serve_forever, name=f"site-{host}", daemon=True)
 
     @property

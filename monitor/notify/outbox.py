@@ -1,12 +1,16 @@
 """The sender: owes deliveries in the story's transaction, then sends them from the outbox and marks each one.
 
 At-least-once: a delivery is marked sent only after the channel accepted it, one at a time, so a crash
-between the two repeats at most the delivery that was in flight.
+between the two repeats at most the delivery that was in flight (once its claim has expired). Each delivery
+and digest is claimed before it is sent, so any number of senders never send one twice.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -61,6 +65,8 @@ class Sender:
     mail: MailChannel | None
     clock: Callable[[], datetime]
     max_backoff: float = 3600.0
+    claim_seconds: float = 300.0  # how long a claim holds: longer than any one send takes
+    owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
 
     def owe_story(self, session: Session, story_id: int, topic: str) -> None:
         """The pipeline's hook, inside the transaction that made the story relevant: owe it to each route and the digest."""
@@ -117,7 +123,13 @@ class Sender:
                     break  # the webhook is failing: the rest of this route waits for the retry
 
     def _send_slack_group(self, channel: SlackChannel, group: list[outbox.Owed], report: Report) -> bool:
-        ids = [item.id for item in group]
+        with self.sessions.begin() as session:
+            ids = outbox.claim_deliveries(
+                session, [item.id for item in group], owner=self.owner, now=self.clock(), seconds=self.claim_seconds
+            )
+        if not ids:
+            return True  # another sender has them
+        group = [item for item in group if item.id in ids]
         with self.sessions() as session:
             stories = story_views(session, [item.story_id for item in group], topic=group[0].topic)
         if not stories:
@@ -176,6 +188,9 @@ class Sender:
 
     def _send_digest(self, run: outbox.DueDigest, report: Report) -> None:
         assert self.mail is not None
+        with self.sessions.begin() as session:
+            if not outbox.claim_digest(session, run.id, owner=self.owner, now=self.clock(), seconds=self.claim_seconds):
+                return  # another sender has it
         day = date.fromisoformat(run.day)
         digest, owed = self.build(run.topic, day)
         ids = [item.id for item in owed]

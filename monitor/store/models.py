@@ -66,6 +66,8 @@ class Feed(Base):
     last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     error_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a poll is enqueued or running until then
+    leased_by: Mapped[str | None] = mapped_column(String(100))  # the lease's token: the task that may poll
 
 
 class Story(Base):
@@ -174,6 +176,8 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     digest_day: Mapped[str | None] = mapped_column(String(10), index=True)  # the digest that carried it
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a sender is sending it until then
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
 
 
 class DigestRun(Base):
@@ -193,3 +197,5 @@ class DigestRun(Base):
     message_id: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a sender is sending it until then
+    claimed_by: Mapped[str | None] = mapped_column(String(100))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Delivery, DigestRun, StoryTopic
@@ -78,10 +78,41 @@ def owe(session: Session, *, channel: str, route: str, topic: str, story_id: int
     return True
 
 
+def _unclaimed(table, now: datetime):
+    return or_(table.claimed_until.is_(None), table.claimed_until < now)
+
+
+def _claim(session: Session, table, ids: list[int], *, owner: str, now: datetime, seconds: float) -> list[int]:
+    """Claim the pending rows among ids that no other sender holds: one UPDATE … RETURNING.
+
+    PostgreSQL locks the rows with FOR UPDATE SKIP LOCKED, so a second sender claiming at the same moment
+    passes over them instead of waiting; SQLite has one writer at a time, so the UPDATE alone decides.
+    """
+    free = (table.status == "pending", _unclaimed(table, now))
+    lockable = select(table.id).where(table.id.in_(ids), *free).with_for_update(skip_locked=True)
+    claimed = session.execute(
+        update(table)
+        .where(table.id.in_(lockable.scalar_subquery()), *free)
+        .values(claimed_until=now + timedelta(seconds=seconds), claimed_by=owner)
+        .returning(table.id)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted(claimed.scalars())
+
+
+def claim_deliveries(session: Session, ids: list[int], *, owner: str, now: datetime, seconds: float) -> list[int]:
+    """The deliveries among ids this sender may send now; another sender's claim holds until it expires."""
+    return _claim(session, Delivery, ids, owner=owner, now=now, seconds=seconds)
+
+
+def claim_digest(session: Session, run_id: int, *, owner: str, now: datetime, seconds: float) -> bool:
+    return bool(_claim(session, DigestRun, [run_id], owner=owner, now=now, seconds=seconds))
+
+
 def due_deliveries(session: Session, *, channel: str, now: datetime, limit: int = 200) -> list[Owed]:
     rows = session.scalars(
         select(Delivery)
-        .where(Delivery.channel == channel, Delivery.status == "pending", Delivery.due_at <= now)
+        .where(Delivery.channel == channel, Delivery.status == "pending", Delivery.due_at <= now, _unclaimed(Delivery, now))
         .order_by(Delivery.due_at, Delivery.id)
         .limit(limit)
     )
@@ -90,13 +121,15 @@ def due_deliveries(session: Session, *, channel: str, now: datetime, limit: int 
 
 def mark_sent(session: Session, ids: list[int], *, now: datetime, digest_day: str | None = None) -> None:
     session.execute(
-        update(Delivery).where(Delivery.id.in_(ids)).values(status="sent", sent_at=now, last_error=None, digest_day=digest_day)
+        update(Delivery)
+        .where(Delivery.id.in_(ids))
+        .values(status="sent", sent_at=now, last_error=None, digest_day=digest_day, claimed_until=None, claimed_by=None)
     )
 
 
 def mark_failed(session: Session, ids: list[int], *, error: str, retry_at: datetime | None) -> None:
     """A failed attempt: retried at retry_at, or given up (status failed) when retry_at is None."""
-    values = {"attempts": Delivery.attempts + 1, "last_error": error}
+    values = {"attempts": Delivery.attempts + 1, "last_error": error, "claimed_until": None, "claimed_by": None}
     values |= {"due_at": retry_at} if retry_at else {"status": "failed"}
     session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
 
@@ -136,7 +169,9 @@ def plan_digest(session: Session, *, topic: str, day: str, due_at: datetime, now
 
 def due_digests(session: Session, *, now: datetime) -> list[DueDigest]:
     rows = session.scalars(
-        select(DigestRun).where(DigestRun.status == "pending", DigestRun.due_at <= now).order_by(DigestRun.day, DigestRun.id)
+        select(DigestRun)
+        .where(DigestRun.status == "pending", DigestRun.due_at <= now, _unclaimed(DigestRun, now))
+        .order_by(DigestRun.day, DigestRun.id)
     )
     return [DueDigest(r.id, r.topic, r.day, r.attempts) for r in rows]
 
@@ -147,6 +182,7 @@ def finish_digest(
     """Mark a digest sent (or skipped: nothing new) with the stories it carried, in one transaction."""
     run = session.get_one(DigestRun, run_id)
     run.status, run.stories, run.message_id, run.sent_at, run.last_error = status, stories, message_id, now, None
+    run.claimed_until = run.claimed_by = None
     if delivery_ids:
         mark_sent(session, delivery_ids, now=now, digest_day=run.day)
 
@@ -155,6 +191,7 @@ def fail_digest(session: Session, run_id: int, *, error: str, retry_at: datetime
     run = session.get_one(DigestRun, run_id)
     run.attempts += 1
     run.last_error = error
+    run.claimed_until = run.claimed_by = None
     if retry_at:
         run.due_at = retry_at
     else:

@@ -172,12 +172,12 @@ def known_urls(session: Session, urls: Iterable[str]) -> set[str]:
 def update_article(session: Session, item: StoredArticle, *, now: datetime) -> tuple[int, int | None] | None:
     """An edited article replaces its own text, vectors and verdicts and stays in its story.
 
-    Returns its id and story id, or None when the URL is not stored.
+    Returns its id and story id, or None when the URL is not stored or its title is unchanged.
     """
     c = item.candidate
     article = session.scalar(select(Article).where(Article.url == c.url))
-    if article is None:
-        return None
+    if article is None or article.title == c.title:
+        return None  # not stored, or stored meanwhile by another process from the same feed item
     article.title, article.text, article.text_source, article.page_error = unmarked(c.title), unmarked(c.text), c.text_source, c.page_error
     article.summary, article.content_hash, article.embedding, article.minhash = unmarked(c.summary), item.content_hash, item.embedding, item.minhash
     article.copy_kind = article.duplicate_of_id = None
@@ -254,12 +254,12 @@ def articles_after(session: Session, after_id: int, *, limit: int) -> list[Artic
     return list(session.scalars(select(Article).where(Article.id > after_id).order_by(Article.id).limit(limit)))
 
 
-def recent_articles(session: Session, *, since: datetime, topic: str) -> Iterator[RecentArticle]:
-    """Articles fetched since a time, oldest first, with one topic's tags: the deduper's indexes on start."""
+def recent_articles(session: Session, *, since: datetime, topic: str, after_id: int = 0) -> Iterator[RecentArticle]:
+    """Articles fetched since a time (and stored after an id), oldest first, with one topic's tags: the deduper's indexes."""
     query = (
         select(Article, ArticleTopic)
         .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
-        .where(Article.fetched_at >= since)
+        .where(Article.fetched_at >= since, Article.id > after_id)
         .order_by(Article.id)
     )
     for article, verdict in session.execute(query).yield_per(1000):

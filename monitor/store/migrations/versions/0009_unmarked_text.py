@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy import text
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

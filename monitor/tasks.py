@@ -1,0 +1,114 @@
+"""Distributed mode on Celery: the scheduler leases due feeds and enqueues their polls; workers run them.
+
+The task is a thin wrapper around pipeline.poll_feed that takes a feed id and the lease token its
+enqueuer was given. It is idempotent: a redelivered task whose poll already happened finds its token
+stale and does nothing, and a poll that is run again stores nothing twice (URLs are unique, an unchanged
+feed is not parsed again). Late acknowledgement brings back the task of a worker killed mid-poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from celery import Celery
+from kombu.exceptions import ChannelError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.config import Settings
+from monitor.pipeline import Deps, poll_feed, record_crash
+from monitor.store import leases
+
+log = logging.getLogger(__name__)
+
+QUEUE = "monitor.polls"
+POLL = "monitor.poll"
+
+
+def make_celery(settings: Settings) -> Celery:
+    """The Celery app over MONITOR_BROKER_URL (redis://… or amqp://…), set for polls that must not be lost."""
+    app = Celery("monitor", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,  # acknowledged after the poll, so a killed worker's poll comes back
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,  # a worker holds one poll at a time, never a backlog others could run
+        task_ignore_result=True,
+        # Redis redelivers an unacknowledged message after this long (an hour by default): one poll's lease.
+        broker_transport_options={"visibility_timeout": settings.poll_lease},
+        broker_connection_retry_on_startup=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+def worker_name() -> str:
+    return f"monitor-{os.getpid()}@{socket.gethostname()}"
+
+
+def run_leased_poll(feed_id: int, token: str, deps: Deps) -> None:
+    """Poll a feed if the lease token is still its own: the lease becomes this run's, then is released."""
+    run = f"{token}/{worker_name()}"[:100]
+    with deps.sessions.begin() as session:
+        taken = leases.take_lease(session, feed_id, token=token, run=run, now=deps.clock(), seconds=deps.settings.poll_lease)
+    if not taken:
+        log.info("feed %s: lease %s is no longer current (polled already, or handed on): skipped", feed_id, token)
+        return
+    try:
+        try:
+            outcome = poll_feed(feed_id, deps)
+        except Exception as exc:  # recorded in the feed's row with its backoff, as in one process; the task is done
+            outcome = record_crash(feed_id, deps, exc)
+        log.info("feed %s: %s, %d new, %d relevant", outcome.feed, "ok" if outcome.ok else outcome.error, outcome.new_articles, outcome.relevant)
+    finally:
+        with deps.sessions.begin() as session:
+            leases.release_lease(session, feed_id, run=run)
+
+
+def register_poll(app: Celery, deps: Deps) -> None:
+    """The worker's task, bound to the dependencies its process built once (model, indexes, HTTP client)."""
+
+    @app.task(name=POLL)
+    def poll(feed_id: int, token: str) -> None:
+        run_leased_poll(feed_id, token, deps)
+
+
+def enqueue_due(app: Celery, sessions: sessionmaker[Session], *, now: datetime, lease_seconds: float) -> int:
+    """Lease every due feed that no poll holds (an expired lease counts as free) and enqueue its poll."""
+    token = uuid.uuid4().hex
+    with sessions.begin() as session:
+        feed_ids = leases.lease_due_feeds(session, now=now, seconds=lease_seconds, token=token)
+    for feed_id in feed_ids:
+        app.send_task(POLL, args=(feed_id, token), queue=QUEUE)
+    if feed_ids:
+        log.info("enqueued %d polls", len(feed_ids))
+    return len(feed_ids)
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """What `monitor status` shows of distributed mode."""
+
+    waiting: int | None  # polls in the queue; None when the broker does not answer
+    workers: dict[str, int]  # each worker that answered a ping, with its polls in hand
+
+
+def queue_state(app: Celery, *, timeout: float = 2.0) -> QueueState:
+    try:
+        with app.connection_for_read() as connection:
+            try:
+                waiting = connection.default_channel.queue_declare(queue=QUEUE, passive=True).message_count
+            except ChannelError:
+                waiting = 0  # Redis keeps no empty queue
+    except OperationalError as exc:
+        log.warning("the broker does not answer: %s", exc)
+        return QueueState(None, {})
+    inspect = app.control.inspect(timeout=timeout)
+    alive = inspect.ping() or {}
+    active = inspect.active() or {}
+    return QueueState(waiting, {name: len(active.get(name, [])) for name in sorted(alive)})
+
