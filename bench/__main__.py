@@ -1,6 +1,6 @@
 """Run every benchmark and print the figures the README quotes."""
 
-from bench import archive, distributed, pipeline, stories, topic
+from bench import archive, distributed, pipeline, soak, stories, topic
 
 if __name__ == "__main__":
     topic.report(topic.main())
@@ -8,3 +8,4 @@ if __name__ == "__main__":
     pipeline.report(pipeline.main())
     archive.report(archive.main())
     distributed.report(distributed.main())
+    soak.report(soak.main())

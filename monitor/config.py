@@ -21,12 +21,16 @@ log = logging.getLogger(__name__)
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
 DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")  # what the demo and the tests serve from
+MIN_INTERVAL = 60
+MAX_INTERVAL = 30 * 86400
+DAY = 86400.0
+YAML_EXPANSION_BUDGET = 100_000  # nodes a document may hold once its aliases are expanded; the shipped file has ~600
 
 
 class Settings(BaseSettings):
     """Every setting, read from the environment with the prefix MONITOR_ (see README)."""
 
-    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MONITOR_", extra="ignore", allow_inf_nan=False)
 
     config: Path = Field(Path("feeds.yaml"), description="Path of feeds.yaml.")
     database_url: str = Field("sqlite:///data/monitor.db", description="SQLAlchemy URL of the store.")
@@ -37,31 +41,31 @@ class Settings(BaseSettings):
         "monitor/0.1 (news monitoring bot; set MONITOR_USER_AGENT to add a contact address)",
         description="User-Agent of every request; add a contact address in production.",
     )
-    connect_timeout: float = Field(10.0, gt=0, description="Seconds to wait for a connection.")
-    read_timeout: float = Field(20.0, gt=0, description="Seconds to wait for each read.")
+    connect_timeout: float = Field(10.0, gt=0, le=3600, description="Seconds to wait for a connection.")
+    read_timeout: float = Field(20.0, gt=0, le=3600, description="Seconds to wait for each read.")
     max_feed_bytes: int = Field(10_000_000, gt=0, description="Largest feed document read.")
     max_page_bytes: int = Field(5_000_000, gt=0, description="Largest article page read.")
     max_redirects: int = Field(5, ge=0, description="Redirects followed per request.")
     host_concurrency: int = Field(2, ge=1, description="Requests in flight to one host at once.")
-    host_delay: float = Field(0.5, ge=0, description="Seconds between two requests to one host.")
+    host_delay: float = Field(0.5, ge=0, le=3600, description="Seconds between two requests to one host.")
     fetch_workers: int = Field(8, ge=1, description="Threads fetching feeds and pages.")
-    retry_after_wait: float = Field(10.0, ge=0, description="Longest Retry-After waited for in place; longer ones reschedule.")
-    max_backoff: float = Field(6 * 3600, gt=0, description="Longest wait, in seconds, before retrying a failing feed.")
+    retry_after_wait: float = Field(10.0, ge=0, le=DAY, description="Longest Retry-After waited for in place; longer ones reschedule.")
+    max_backoff: float = Field(6 * 3600, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failing feed.")
     full_refresh: float = Field(
-        6 * 3600, ge=0, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
+        6 * 3600, ge=0, le=30 * DAY, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
     )
     smtp_host: str = Field("", description="SMTP server of the digest; empty: no digest is sent.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587 STARTTLS, 465 implicit TLS, 25 plain).")
     smtp_tls: Literal["none", "starttls", "ssl"] = Field("starttls", description="SMTP security: none, starttls or ssl (implicit TLS).")
     smtp_user: str = Field("", description="SMTP user; empty: no login.")
     smtp_password: str = Field("", description="SMTP password (a secret: environment only).")
-    smtp_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the SMTP server.")
+    smtp_timeout: float = Field(30.0, gt=0, le=3600, description="Seconds to wait for the SMTP server.")
     mail_from: str = Field("monitor@localhost", description="From address of the digest.")
     digest_to: str = Field("", description="Comma-separated digest recipients; overrides the recipients in feeds.yaml.")
     slack_webhook_url: str = Field("", description="The default Slack incoming webhook (a secret); routes may name other variables.")
-    delivery_interval: float = Field(15.0, gt=0, description="Seconds between two looks at the outbox for alerts and digests to send.")
-    delivery_max_backoff: float = Field(3600.0, gt=0, description="Longest wait, in seconds, before retrying a failed delivery.")
-    slack_max_wait: float = Field(30.0, ge=0, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
+    delivery_interval: float = Field(15.0, gt=0, le=DAY, description="Seconds between two looks at the outbox for alerts and digests to send.")
+    delivery_max_backoff: float = Field(3600.0, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failed delivery.")
+    slack_max_wait: float = Field(30.0, ge=0, le=DAY, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
     api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")
     broker_url: str = Field(
         "", description="Celery broker (redis://… or amqp://…); set: `monitor run` only schedules and `monitor worker`s poll; empty: one process does all."
@@ -99,8 +103,8 @@ def parse_duration(value: Any) -> int:
             seconds = sum(float(n) * DURATION_UNITS[u.lower()] for n, u in DURATION_PART.findall(text))
         else:
             raise ValueError(f"{value!r} is not a duration such as 30m, 1h or 900")
-    if seconds < 60:
-        raise ValueError("polling more often than once a minute is not allowed")
+    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:  # also refuses .inf and .nan
+        raise ValueError("an interval must be between 1 minute and 30 days")
     return int(seconds)
 
 
@@ -295,6 +299,14 @@ class Outputs(BaseModel):
         return value.rstrip("/") if value else None
 
 
+class Misplaced(ValueError):
+    """A model-level error that knows the field it is about, so the error names that field's line."""
+
+    def __init__(self, message: str, loc: tuple) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -305,11 +317,11 @@ class Config(BaseModel):
     @model_validator(mode="after")
     def _unique_names(self) -> Config:
         for kind, names in (("feed", [f.name for f in self.feeds]), ("topic", [t.name for t in self.topics])):
-            seen: set[str] = set()
-            for name in names:
+            seen: dict[str, int] = {}
+            for index, name in enumerate(names):
                 if name in seen:
-                    raise ValueError(f"two {kind}s are named {name!r}")
-                seen.add(name)
+                    raise Misplaced(f"two {kind}s are named {name!r} ({kind}s.{seen[name]} and this one)", (f"{kind}s", index, "name"))
+                seen[name] = index
         known = {topic.name for topic in self.topics}
         routed = [t for route in self.outputs.slack for t in route.topics] + self.outputs.digest.topics
         for name in routed:
@@ -328,6 +340,55 @@ class Config(BaseModel):
 
 class ConfigError(Exception):
     """feeds.yaml is unreadable or invalid; the message names file, line and field."""
+
+
+class _ConfigLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                seen = first_line.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: SafeConstructor reports it
+            if seen != key_node.start_mark.line + 1:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (first on line {seen})", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_expansion(root: yaml.Node, budget: int = YAML_EXPANSION_BUDGET) -> None:
+    """Refuse a document whose aliases expand past the budget (a "billion laughs"), or refer to themselves.
+
+    Each node's expanded size is counted once (memoised), so the check itself costs the size of the text.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        if id(node) in open_nodes:
+            raise yaml.composer.ComposerError(None, None, "an alias refers to the collection it is in", node.start_mark)
+        open_nodes.add(id(node))
+        children = [part for pair in node.value for part in pair] if isinstance(node, yaml.MappingNode) else (
+            node.value if isinstance(node, yaml.SequenceNode) else []
+        )
+        total = 1 + sum(size(child) for child in children)
+        open_nodes.discard(id(node))
+        if total > budget:
+            raise yaml.composer.ComposerError(
+                None, None, f"aliases expand this to more than {budget} values; write them out instead", node.start_mark
+            )
+        sizes[id(node)] = total
+        return total
+
+    size(root)
 
 
 def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) -> dict[tuple, int]:
@@ -374,16 +435,28 @@ def _resolve_topic_files(raw: dict, base: Path) -> None:
 def load_config(path: Path | str) -> Config:
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        node = yaml.compose(source, Loader=yaml.SafeLoader)
-        raw = yaml.safe_load(source)
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); save the file as UTF-8") from None
+    loader = _ConfigLoader(source)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expansion(node)
+        raw = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML: collections nested too deeply") from None
+    finally:
+        loader.dispose()
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: expected a mapping with 'feeds' and 'topics'")
     lines = _line_index(node) if node is not None else {}
@@ -393,7 +466,7 @@ def load_config(path: Path | str) -> Config:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = tuple(error["loc"])
+            loc = tuple(error["loc"]) + getattr(error.get("ctx", {}).get("error"), "loc", ())
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             field = ".".join(str(p) for p in loc) or "(top level)"
             problems.append(f"{path}:{line}: {field}: {error['msg'].removeprefix('Value error, ')}")

@@ -6,6 +6,7 @@ import calendar
 import io
 import json
 import logging
+import re
 from datetime import datetime, timezone
 from urllib.parse import urljoin
 
@@ -17,9 +18,25 @@ from monitor.domain import FeedEntry, ParsedFeed
 
 log = logging.getLogger(__name__)
 
+CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
+REPLACEMENT_CHARACTER = b"&#xFFFD;"
+
 
 class NotAFeed(ValueError):
     """The document holds no feed entries at all."""
+
+
+def _no_impossible_characters(content: bytes) -> bytes:
+    """Character references to surrogates or past U+10FFFF become U+FFFD: feedparser's loose parser crashes on them."""
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        digits = match[1] or match[2]
+        if len(digits) > 8:
+            return REPLACEMENT_CHARACTER
+        code = int(digits, 16) if match[1] else int(digits)
+        return REPLACEMENT_CHARACTER if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF else match[0]
+
+    return CHARACTER_REFERENCE.sub(replace, content)
 
 
 def html_to_text(fragment: str) -> str:
@@ -91,7 +108,7 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
         content_type = "application/xml"
     headers = {"content-location": url, "content-type": content_type}
     # A stream, never a str or bytes: feedparser would treat those as a URL or a file name.
-    doc = feedparser.parse(io.BytesIO(content), response_headers=headers)
+    doc = feedparser.parse(io.BytesIO(_no_impossible_characters(content)), response_headers=headers)
     entries = []
     for entry in doc.entries:
         link = entry.get("link") or ""

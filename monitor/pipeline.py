@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import Document, TopicScorer
@@ -318,12 +319,25 @@ def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts,
             deps.on_relevant_story(session, story_id, topic)
 
 
+def store_failure(exc: SQLAlchemyError) -> str:
+    """A store error as a sentence for the feed's record: the driver's first line, never the SQL or its parameters."""
+    reason = str(exc.orig) if isinstance(exc, DBAPIError) else type(exc).__name__
+    first_line = reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
+    return f"the store refused this poll's changes ({first_line[:200]}); they were rolled back and are retried next time"
+
+
 def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
-    """A bug or a store failure in one feed's poll: logged with its trace, recorded, and the run goes on."""
-    log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
+    """A bug or a store failure in one feed's poll: logged, recorded as a sentence, and the run goes on."""
+    if isinstance(exc, SQLAlchemyError):
+        message = store_failure(exc)
+        log.error("poll of feed %s: %s", feed_id, message)
+        log.debug("poll of feed %s: the store's error in full", feed_id, exc_info=exc)
+    else:
+        log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
+        message = f"internal error: {type(exc).__name__}: {exc}"
     with deps.sessions() as session:
         state = repo.feed_state(session, feed_id)
-    return _fail(deps, state, f"internal error: {type(exc).__name__}: {exc}").outcome
+    return _fail(deps, state, message).outcome
 
 
 def poll_feed(feed_id: int, deps: Deps) -> FeedOutcome:

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import sqlite3
 import time
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from monitor.classify import TopicScorer
 from monitor.config import FeedSpec
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, backoff_delay, run_pass
+from monitor.pipeline import Deps, backoff_delay, run_pass, store_failure
+from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, FetchFailure
 
@@ -273,3 +276,46 @@ def test_links_to_refused_addresses_and_unsafe_schemes_keep_the_summary_and_say_
     assert stored["Script link"].page_error == "no link kept: 'javascript' is not an http(s) link"
     assert stored["Script link"].original_url == stored["Script link"].url
     assert not any("javascript:" in text for text in failures)
+
+
+def test_three_hundred_feeds_without_delay_never_lock_the_store(tmp_path, settings, embedder, config):
+    """Fetch threads record unchanged feeds while the storing thread reads, then writes, changed ones: writers wait
+    their turn instead of failing with "database is locked"."""
+    settings = settings.model_copy(update={"fetch_workers": 8, "host_concurrency": 16})
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    rounds = {"now": 1}
+
+    def feed(number: int):
+        def reply(_request):
+            edition = rounds["now"] if number % 2 else 1  # odd feeds change each round, even ones stay the same
+            items = [(f"Feed {number} story", site.url(f"/p/{number}.html"), "s")] if number % 10 == 0 else []
+            body = rss(items).replace(b"<title>t</title>", f"<title>Feed {number} edition {edition}</title>".encode())
+            return Reply(200, body, RSS)
+
+        return reply
+
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        site.routes.update({f"/f/{n}.xml": feed(n) for n in range(300)})
+        site.routes.update({f"/p/{n}.html": Reply(200, page(f"Feed {n} story", words=20), HTML) for n in range(0, 300, 10)})
+        names = sync(sessions, {f"feed {n}": site.url(f"/f/{n}.xml") for n in range(300)})
+        first = run_all(sessions, deps, names)
+        rounds["now"] = 2
+        second = run_all(sessions, deps, names)
+
+    assert [o.error for o in [*first.values(), *second.values()] if not o.ok] == []
+    assert sum(o.not_modified for o in second.values()) == 150
+    assert count_articles(sessions) == 30
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(FetchFailure)) == 0
+    engine.dispose()
+
+
+def test_a_store_error_is_recorded_as_a_sentence_without_its_sql():
+    error = OperationalError(
+        "UPDATE feeds SET last_error=? WHERE feeds.id = ?", ("secret value", 7), sqlite3.OperationalError("database is locked")
+    )
+    message = store_failure(error)
+    assert message.startswith("the store refused this poll's changes (database is locked)")
+    assert "UPDATE" not in message and "secret" not in message and "\n" not in message

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -11,9 +15,19 @@ from sqlalchemy import text
 
 from monitor.config import FeedSpec
 from monitor.store import repository as repo
-from monitor.store.db import make_engine, upgrade
+from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Base
 from monitor.store.search import is_search_index
+
+from .conftest import ROOT, new_database
+
+UPGRADE_AT = """
+import sys, time
+from monitor.store.db import make_engine, session_factory, upgrade
+engine = make_engine(sys.argv[1])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+upgrade(engine)
+"""
 
 
 def test_migrations_match_the_models(database_url):
@@ -54,3 +68,52 @@ def test_naive_datetimes_are_refused(sessions):
     with pytest.raises(Exception, match="naive datetime"):
         with sessions.begin() as session:
             repo.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/rss")], now=datetime(2026, 1, 1))
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_two_processes_migrating_one_fresh_database_take_turns(kind, tmp_path):
+    """Both start the upgrade at the same instant (imports done beforehand); both succeed, one version row."""
+    for attempt in range(3):
+        folder = tmp_path / str(attempt)
+        folder.mkdir()
+        with new_database(kind, folder) as url:
+            start = time.time() + 4
+            processes = [
+                subprocess.Popen([sys.executable, "-c", UPGRADE_AT, url, str(start)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)
+            ]
+            errors = [process.communicate(timeout=120)[1] for process in processes]
+            assert [process.returncode for process in processes] == [0, 0], errors
+            engine = make_engine(url)
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+            engine.dispose()
+
+
+def test_sqlite_transactions_that_read_then_write_wait_for_each_other(tmp_path):
+    """A deferred transaction whose snapshot went stale could not wait: it failed with "database is locked"."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with sessions.begin() as session:
+        repo.sync_feeds(session, [FeedSpec(name="a", url="https://a.example/rss")], now=datetime.now(timezone.utc))
+    errors: list[Exception] = []
+
+    def writer() -> None:
+        for _ in range(40):
+            try:
+                with sessions.begin() as session:
+                    count = session.execute(text("SELECT error_count FROM feeds")).scalar()
+                    session.execute(text("UPDATE feeds SET error_count = :count"), {"count": count + 1})
+            except Exception as exc:  # noqa: BLE001 (collected for the assertion)
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with sessions() as session:
+        assert session.execute(text("SELECT error_count FROM feeds")).scalar() == 240
+    engine.dispose()
+    assert errors == []
