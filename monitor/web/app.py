@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi_offline import FastAPIOffline
 from jinja2 import Environment, FileSystemLoader
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
@@ -34,7 +35,9 @@ MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json")  # answered in JSON (er
 def create_app(
     *, sessions: sessionmaker[Session], embedder: Embedder, config: Config, settings: Settings, vectors: VectorIndex | None = None
 ) -> FastAPI:
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs and /redoc from files the package installs: they work without internet
+        static_url="/static/docs",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io either
         title="monitor archive",
         description=(
             "Search the stored stories by words, meaning, vendor, country, action, source and date. "
