@@ -77,7 +77,7 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
 def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
     """What one needs to know at start: the feeds, the store, the model, the archive, and (for the service) what waits."""
     settings, config = app_.settings, app_.config
-    log.info("%d feeds from %s; topics: %s", len(feeds), settings.config, ", ".join(t.name for t in config.topics))
+    log.info("%d feed%s from %s; topics: %s", len(feeds), "" if len(feeds) == 1 else "s", settings.config, ", ".join(t.name for t in config.topics))
     log.info("database: %s", shown_url(settings.database_url))
     log.info("model: %s", settings.model or PACKAGED_MODEL)
     if config.outputs.archive_url:

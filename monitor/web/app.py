@@ -35,8 +35,9 @@ MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json")  # answered in JSON (er
 def create_app(
     *, sessions: sessionmaker[Session], embedder: Embedder, config: Config, settings: Settings, vectors: VectorIndex | None = None
 ) -> FastAPI:
-    app = FastAPIOffline(  # /docs and /redoc from files the package installs: they work without internet
+    app = FastAPIOffline(  # /docs from files a package installs, not a CDN: it works without internet
         static_url="/static/docs",
+        redoc_url=None,  # ReDoc would still fetch its logo from its CDN
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io either
         title="monitor archive",
         description=(
