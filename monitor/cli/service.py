@@ -139,7 +139,7 @@ def run(
 
 @app.command()
 def poll(
-    names: Annotated[Optional[list[str]], typer.Argument(metavar="[FEED_NAME]...", help="Feeds by their name in feeds.yaml (default: every feed).")] = None,
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="FEED_NAME", help="Feeds by their name in feeds.yaml (default: every feed).")] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
