@@ -1,44 +1,50 @@
 # Two commands on a fresh machine: `make run` (the service) and `make test` (the suite).
+# The service's targets install only the package; the test and bench targets add the test tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+TOOLS := $(VENV)/.installed-test
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install run once demo test test-ahead bench status clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $(RUNTIME)
+
+$(TOOLS): $(RUNTIME)
 	$(BIN)/pip install --quiet -e ".[test]"
-	touch $(STAMP)
+	touch $(TOOLS)
 
-install: $(STAMP)
+install: $(TOOLS)
 
-run: $(STAMP)
+run: $(RUNTIME)
 	$(BIN)/monitor run
 
-once: $(STAMP)
+once: $(RUNTIME)
 	$(BIN)/monitor run --once
 
-demo: $(STAMP)
+demo: $(RUNTIME)
 	$(BIN)/monitor demo
 
-status: $(STAMP)
+status: $(RUNTIME)
 	$(BIN)/monitor status
 
-test: $(STAMP)
+test: $(TOOLS)
 	$(BIN)/pytest -q
 
 # The suite with the clock a year ahead for the whole process: no test may depend on the day it runs.
-test-ahead: $(STAMP)
+test-ahead: $(TOOLS)
 	@command -v faketime >/dev/null || { echo "needs faketime (Debian: apt-get install faketime)"; exit 2; }
 	faketime -f +365d $(BIN)/pytest -q
 
-bench: $(STAMP)
+bench: $(TOOLS)
 	$(BIN)/python -m bench
 
 clean:

@@ -8,11 +8,16 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from urllib.parse import urldefrag
 
 import numpy as np
 from courlan import normalize_url
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+if TYPE_CHECKING:
+    from datasketch import LeanMinHash
+
+# datasketch is imported where it is used: its package imports SciPy, seconds that commands which never dedup skip.
 
 from monitor.domain import http_link, unlinked_key
 
@@ -58,6 +63,8 @@ def signature(text: str) -> LeanMinHash | None:
     words = normalised_words(text)
     if len(words) < MIN_COPY_WORDS:
         return None
+    from datasketch import LeanMinHash, MinHash
+
     minhash = MinHash(num_perm=NUM_PERM, seed=1)
     minhash.update_batch(list(shingles(words)))
     return LeanMinHash(minhash)
@@ -70,6 +77,8 @@ def signature_to_bytes(value: LeanMinHash) -> bytes:
 
 
 def signature_from_bytes(blob: bytes) -> LeanMinHash:
+    from datasketch import LeanMinHash
+
     return LeanMinHash.deserialize(bytearray(blob))
 
 
@@ -134,6 +143,8 @@ class Deduper:
     """
 
     def __init__(self, rules: StoryRules | None = None):
+        from datasketch import MinHashLSH
+
         self.rules = rules or StoryRules()
         self.lock = threading.Lock()
         self._lsh = MinHashLSH(threshold=self.rules.lsh_threshold, num_perm=NUM_PERM)

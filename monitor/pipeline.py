@@ -95,7 +95,7 @@ def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float
     delay = backoff_delay(state.interval_seconds, state.error_count + 1, deps.settings.max_backoff)
     if retry_after is not None:
         delay = max(delay, retry_after)
-    log.warning("feed %s failed: %s; next try in %.0fs", state.name, message, delay)
+    log.info("feed %s failed: %s; next try in %.0fs", state.name, message, delay)  # the pass summary warns when most fail
     with deps.sessions.begin() as session:
         repo.record_feed_failure(
             session, state.id, url=state.url, message=message, now=now, next_due=now + timedelta(seconds=delay)

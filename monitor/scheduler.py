@@ -1,4 +1,4 @@
-"""APScheduler jobs: thin wrappers that poll a feed when its row says it is due."""
+"""APScheduler jobs: thin wrappers that poll a feed when its row says it is due, and a tally of what the polls did."""
 
 from __future__ import annotations
 
@@ -23,9 +23,60 @@ log = logging.getLogger(__name__)
 
 MAX_JITTER = 300.0
 DISPATCH_INTERVAL = 5.0  # seconds between two looks for due feeds in distributed mode
+SUMMARY_EVERY = 3600.0
 
 
-def poll_if_due(feed_id: int, deps: Deps) -> FeedOutcome | None:
+def most_failed(outcomes: list[FeedOutcome]) -> str | None:
+    """The one line that matters when most feeds fail: the fault is then rarely the feeds'."""
+    failed = [o for o in outcomes if not o.ok]
+    if not failed or len(failed) * 2 <= len(outcomes):
+        return None
+    return f"{len(failed)} of {len(outcomes)} feeds failed - check the network"
+
+
+class PollTally:
+    """What the service's polls did: a summary line once every feed has been polled (or hourly), and totals for the closing line."""
+
+    def __init__(self, feeds: int):
+        self.feeds = feeds
+        self.polls = 0
+        self.stored = 0
+        self._round: dict[str, FeedOutcome] = {}
+        self._lock = threading.Lock()
+
+    def record(self, outcome: FeedOutcome) -> None:
+        with self._lock:
+            self.polls += 1
+            self.stored += outcome.new_articles
+            self._round[outcome.feed] = outcome
+            complete = len(self._round) >= self.feeds
+        if complete:
+            self.summarise()
+
+    def summarise(self) -> None:
+        """Log the feeds polled since the last summary, each by its latest poll; nothing when none was."""
+        with self._lock:
+            outcomes, self._round = list(self._round.values()), {}
+        if not outcomes:
+            return
+        alarm = most_failed(outcomes)
+        if alarm:
+            first = next(o for o in outcomes if not o.ok)
+            log.warning("%s (%s: %s)", alarm, first.feed, first.error)
+            return
+        failed = [o.feed for o in outcomes if not o.ok]
+        log.info(
+            "%d feeds polled: %d ok, %d failed%s; %d new articles, %d relevant",
+            len(outcomes),
+            len(outcomes) - len(failed),
+            len(failed),
+            f" ({', '.join(failed)}; see `monitor status`)" if failed else "",
+            sum(o.new_articles for o in outcomes),
+            sum(o.relevant for o in outcomes),
+        )
+
+
+def poll_if_due(feed_id: int, deps: Deps, tally: PollTally | None = None) -> FeedOutcome | None:
     """Poll a feed unless its row says to wait (backoff after failures, or a server's Retry-After)."""
     now = deps.clock()
     with deps.sessions() as session:
@@ -40,6 +91,8 @@ def poll_if_due(feed_id: int, deps: Deps) -> FeedOutcome | None:
         return None
     if outcome.ok:
         log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
+    if tally is not None:
+        tally.record(outcome)
     return outcome
 
 
@@ -61,11 +114,18 @@ def plan_and_deliver_digest(sender: Sender) -> None:
 
 
 def build_scheduler(
-    deps: Deps, feeds: list[Feed], *, workers: int, sender: Sender | None = None, delivery_interval: float = 15.0
+    deps: Deps,
+    feeds: list[Feed],
+    *,
+    workers: int,
+    sender: Sender | None = None,
+    delivery_interval: float = 15.0,
+    tally: PollTally | None = None,
 ) -> BackgroundScheduler:
     """One job per feed at its interval with jitter; a feed never runs twice at once; missed runs coalesce.
 
     With a sender: a job that empties the outbox every few seconds, and the digest at its time of day.
+    With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
     """
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(workers)},
@@ -79,11 +139,13 @@ def build_scheduler(
         scheduler.add_job(
             poll_if_due,
             IntervalTrigger(seconds=feed.interval_seconds, jitter=jitter or None, timezone="UTC"),
-            args=(feed.id, deps),
+            args=(feed.id, deps, tally),
             id=f"feed-{feed.id}",
             name=f"poll {feed.name}",
             next_run_time=first,
         )
+    if tally is not None:
+        scheduler.add_job(tally.summarise, IntervalTrigger(seconds=SUMMARY_EVERY, timezone="UTC"), id="summary", name="poll summary")
     if sender is not None:
         _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
     return scheduler
@@ -130,10 +192,12 @@ def build_dispatcher(
     return scheduler
 
 
-def serve_forever(scheduler: BackgroundScheduler, stop: threading.Event) -> None:
+def serve_forever(scheduler: BackgroundScheduler, stop: threading.Event, tally: PollTally | None = None) -> None:
     """Run until stop is set (by SIGINT/SIGTERM), then let the polls in hand finish."""
     scheduler.start()
     log.info("scheduler started with %d jobs", len(scheduler.get_jobs()))
     stop.wait()
     log.info("stopping: finishing the polls in hand")
     scheduler.shutdown(wait=True)
+    if tally is not None:
+        log.info("stopped after %d polls; %d articles stored", tally.polls, tally.stored)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -15,6 +16,23 @@ from monitor.evaluate import Scores, binary_scores, jsonl_records
 from monitor.tags import Tags
 
 FOLDS = 5
+EMBED_CHUNK = 128  # texts per progress step: small enough to move, large enough to batch well
+
+Progress = Callable[[str, int, int], None]  # (step, done, total), called as the evaluation moves on
+
+
+def _silent(_step: str, _done: int, _total: int) -> None:
+    """The default progress report: none."""
+
+
+def embed_reporting(embedder, texts: list[str], step: str, progress: Progress) -> np.ndarray:
+    """Embed in chunks, reporting after each, so a long evaluation shows how far it is."""
+    parts = []
+    for start in range(0, len(texts), EMBED_CHUNK):
+        progress(step, start, len(texts))
+        parts.append(embedder.embed(texts[start : start + EMBED_CHUNK]))
+    progress(step, len(texts), len(texts))
+    return np.vstack(parts) if parts else embedder.embed([])
 
 
 class KeywordBaseline:
@@ -32,15 +50,18 @@ class KeywordBaseline:
         return bool(self.vendor and self.vendor.search(text) and self.ban.search(text))
 
 
-def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndarray) -> list[bool]:
+def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndarray, progress: Progress = _silent) -> list[bool]:
     """Decisions for every item from models that never saw it; each fold picks its threshold on its own training part."""
     matrix, _, _ = scorer.featurizer.features([i.document for i in items], vectors)
     labels = np.array([i.relevant for i in items])
     decisions = np.zeros(len(items), dtype=bool)
-    for train, test in StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=1).split(matrix, labels):
+    folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=1).split(matrix, labels)
+    for fold, (train, test) in enumerate(folds):
+        progress("cross-validation folds", fold, FOLDS)
         threshold = scorer.spec.threshold or best_threshold(out_of_fold(matrix[train], labels[train]), labels[train])
         mean, scale, model = fit(matrix[train], labels[train])
         decisions[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1] >= threshold
+    progress("cross-validation folds", FOLDS, FOLDS)
     return decisions.tolist()
 
 
@@ -83,12 +104,19 @@ def read_negatives(path: Path) -> list[Document]:
     ]
 
 
-def evaluate(scorer: TopicScorer, items: list[Labelled], *, cross_validate: bool, negatives: list[Document] | None = None) -> dict:
+def evaluate(
+    scorer: TopicScorer,
+    items: list[Labelled],
+    *,
+    cross_validate: bool,
+    negatives: list[Document] | None = None,
+    progress: Progress = _silent,
+) -> dict:
     baseline = KeywordBaseline(scorer.spec)
-    vectors = scorer.embedder.embed([i.document.for_embedding for i in items])
+    vectors = embed_reporting(scorer.embedder, [i.document.for_embedding for i in items], "embedding labelled items", progress)
     gold = [i.relevant for i in items]
     if cross_validate:
-        decisions = cross_validated(scorer, items, vectors)
+        decisions = cross_validated(scorer, items, vectors, progress)
     else:
         decisions = [v.relevant for v in scorer.score([i.document for i in items], vectors)]
     tags = [scorer.tagger.tag(i.document.title, i.document.text) for i in items]
@@ -103,7 +131,8 @@ def evaluate(scorer: TopicScorer, items: list[Labelled], *, cross_validate: bool
         "tags": tag_accuracy(items, tags),
     }
     if negatives:
-        verdicts = scorer.score(negatives, scorer.embedder.embed([d.for_embedding for d in negatives]))
+        vectors = embed_reporting(scorer.embedder, [d.for_embedding for d in negatives], "embedding real negatives", progress)
+        verdicts = scorer.score(negatives, vectors)
         flagged = [d.title for d, v in zip(negatives, verdicts) if v.relevant]
         report["real_negatives"] = {
             "items": len(negatives),

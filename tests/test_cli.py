@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,13 +154,15 @@ def test_service_stops_cleanly_on_sigterm(workdir):
         seen = ""
         while "scheduler started" not in seen and time.monotonic() < deadline:
             seen += process.stderr.readline()
-        assert "scheduler started with 3 jobs" in seen  # two feeds and the outbox
+        assert "scheduler started with 4 jobs" in seen  # two feeds, the outbox and the hourly poll summary
+        assert "2 feeds from" in seen and "archive links are off" in seen  # the start-up summary
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 0
     assert "finishing the work in hand" in rest
+    assert re.search(r"stopped after \d+ polls; \d+ articles stored", rest)
 
 
 def test_serve_never_logs_the_token(tmp_path, model_cache):

@@ -455,7 +455,7 @@ def test_the_demo_sends_one_alert_per_relevant_story(tmp_path, site, model_cache
         "MONITOR_SLACK_WEBHOOK_URL": hook.url,
     }
     command = [sys.executable, "-m", "monitor.cli"]
-    demo = subprocess.run([*command, "demo"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    demo = subprocess.run([*command, "demo", "--database", env["MONITOR_DATABASE_URL"]], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert demo.returncode == 0, demo.stderr
     exported = subprocess.run([*command, "export", "--relevant-only"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     relevant = {row["story_id"]: row["url"] for row in map(json.loads, exported.stdout.splitlines())}
@@ -466,5 +466,5 @@ def test_the_demo_sends_one_alert_per_relevant_story(tmp_path, site, model_cache
         assert sum(url in body for body in bodies) >= 1, url
     assert f"deliveries: {len(relevant)} sent" in demo.stdout
 
-    again = subprocess.run([*command, "demo"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([*command, "demo", "--database", env["MONITOR_DATABASE_URL"]], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and len(hook.delivered) == len(relevant)  # nothing alerts twice

@@ -237,7 +237,8 @@ def test_search_command_table_and_json(archive, monkeypatch):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["total"] == 1 and data["results"][0]["title"] == CANADA
-    assert set(data["results"][0]) == {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
+    assert set(data["results"][0]) == {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet", "article_id"}
+    assert "<mark>" not in data["results"][0]["snippet"]  # plain text for scripts; the API keeps the marks
     result = runner.invoke(app, ["search", "soldiers told to stop flying aircraft", "--limit", "2"])
     assert result.exit_code == 0, result.output
     assert "Australian" in result.stdout and "DJI" in result.stdout and "1 story" in result.stdout  # a rich table

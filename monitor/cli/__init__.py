@@ -1,4 +1,4 @@
-"""The command line: `monitor run`, `worker`, `status`, `digest`, `demo`, `export`, `score`, `eval`, `rescore`, `serve`, `search`."""
+"""The command line: `monitor run`, `poll`, `worker`, `migrate`, `status`, `digest`, `demo`, `export`, `score`, `eval`, `rescore`, `serve`, `search`."""
 
 # Each module adds its commands to app; `monitor --help` lists them in this order.
 from monitor.cli import service  # noqa: F401  isort: skip

@@ -17,6 +17,7 @@ from monitor.embed import SentenceTransformerEmbedder
 from monitor.cli.common import (
     app,
     ConfigOption,
+    DatabaseOption,
     err,
     load_app,
     log,
@@ -29,6 +30,7 @@ from monitor.cli.common import (
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (default: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    database: DatabaseOption = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -40,7 +42,7 @@ def serve(
     from monitor.store.search import VectorIndex
     from monitor.web.app import create_app
 
-    app_ = load_app(config, verbose=verbose)
+    app_ = load_app(config, verbose=verbose, database=database)
     embedder = SentenceTransformerEmbedder(app_.settings.model, batch_size=app_.settings.embed_batch_size)
     vectors = VectorIndex()
 
@@ -80,7 +82,8 @@ def search_archive(
     sort: Annotated[str, typer.Option("--sort", help="best or newest.")] = "best",
     page: Annotated[int, typer.Option("--page", help="Page of results.")] = 1,
     limit: Annotated[int, typer.Option("--limit", help="Results per page (at most 100).")] = 20,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON in the shape of /api/search.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON in the shape of /api/search, the snippets as plain text.")] = False,
+    database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
     """The archive from the terminal: stories found by words, meaning or both, with filters."""
@@ -88,7 +91,7 @@ def search_archive(
 
     from monitor.store.search import SearchError, SearchQuery, VectorIndex, search
 
-    app_ = load_app(config)
+    app_ = load_app(config, database=database)
     wanted = SearchQuery(
         q=query, mode=mode, topic=topic_spec(app_.config, topic).name, relevant=not all_stories,
         vendors=tuple(vendor or ()), countries=tuple(country or ()), actions=tuple(action or ()), sources=tuple(source or ()),
@@ -107,9 +110,10 @@ def search_archive(
     if found.notice:
         err.print(f"note: {found.notice}", markup=False, highlight=False)
     if as_json:
-        fields = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet")
-        results = [{name: getattr(hit, name) for name in fields} for hit in found.results]
-        typer.echo(json.dumps({"total": found.total, "results": results}, default=lambda d: d.isoformat(), ensure_ascii=False))
+        from monitor.web.data import hit_dict, plain
+
+        results = [{**hit_dict(hit), "snippet": plain(hit.snippet)} for hit in found.results]
+        typer.echo(json.dumps({"total": found.total, "results": results}, ensure_ascii=False))
         return
     title = f"{found.total} {'story' if found.total == 1 else 'stories'}" + (f", page {page}" if found.total > limit else "")
     table = Table(title=title, show_lines=True)

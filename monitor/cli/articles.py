@@ -19,7 +19,9 @@ from monitor.cli.common import (
     build_scorer,
     ConfigOption,
     configure,
+    DatabaseOption,
     load_app,
+    progress_steps,
     topic_spec,
 )
 
@@ -30,13 +32,14 @@ def export(
     relevant_only: Annotated[bool, typer.Option("--relevant-only", help="Only articles the topic finds relevant.")] = False,
     topic: Annotated[Optional[str], typer.Option("--topic", help="Topic name (default: the first).")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="File to write (default: stdout).")] = None,
+    database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Every stored article with its text, verdict, tags and evidence."""
     writers = {"jsonl": write_jsonl, "csv": write_csv, "atom": write_atom}
     if format not in writers:
         raise typer.BadParameter(f"{format!r} is not one of jsonl, csv, atom", param_hint="--format")
-    app_ = load_app(config)
+    app_ = load_app(config, database=database)
     topic_name = topic_spec(app_.config, topic).name
     stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
@@ -139,7 +142,10 @@ def evaluate(
     embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
     scorer = build_scorer(spec, embedder, settings)
     cross_validate = file is None or file.resolve() in {p.resolve() for p in spec.training}
-    report = run_evaluation(scorer, items, cross_validate=cross_validate, negatives=read_negatives(negatives) if negatives else None)
+    with progress_steps() as progress:
+        report = run_evaluation(
+            scorer, items, cross_validate=cross_validate, negatives=read_negatives(negatives) if negatives else None, progress=progress
+        )
     typer.echo(json.dumps(report, indent=1, ensure_ascii=False) if as_json else render(report))
 
 

@@ -6,7 +6,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 import typer
 from prometheus_client import CollectorRegistry, start_http_server
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import TopicScorer, read_labelled
@@ -44,6 +46,7 @@ def setup_logging(verbose: bool) -> None:
     )
     for noisy in ("httpx", "httpcore", "sentence_transformers", "apscheduler", "trafilatura", "htmldate", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.INFO if verbose else logging.WARNING)  # its migration lines only on request
 
 
 @dataclass
@@ -72,8 +75,11 @@ def topic_spec(config: Config, name: str | None) -> TopicSpec:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--topic") from exc
 
 
-def load_app(config_path: Path | None, *, verbose: bool = False) -> App:
+def load_app(config_path: Path | None, *, verbose: bool = False, database: str | None = None) -> App:
+    """Settings, feeds.yaml and the store (upgraded); database, when given, replaces MONITOR_DATABASE_URL."""
     settings, config = configure(config_path, verbose=verbose)
+    if database:
+        settings = settings.model_copy(update={"database_url": database})
     engine = make_engine(settings.database_url)
     upgrade(engine)
     return App(settings, config, session_factory(engine))
@@ -166,6 +172,30 @@ def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | N
         )
 
 
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+@contextmanager
+def progress_steps() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress of a long command on stderr: a bar per step on a terminal, a log line per report otherwise."""
+    if not err.is_terminal:
+
+        def line(step: str, done: int, total: int) -> None:
+            log.info("%s: %d of %d", step, done, total)
+
+        yield line
+        return
+    with Progress(*PROGRESS_COLUMNS, console=err) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(step: str, done: int, total: int) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done)
+
+        yield advance
+
+
 def stop_on_signals() -> threading.Event:
     stop = threading.Event()
 
@@ -180,6 +210,14 @@ def stop_on_signals() -> threading.Event:
 
 ConfigOption = Annotated[Optional[Path], typer.Option("--config", help="feeds.yaml to use (default: MONITOR_CONFIG or ./feeds.yaml).")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+DatabaseOption = Annotated[
+    Optional[str], typer.Option("--database", help="SQLAlchemy URL of the store (default: MONITOR_DATABASE_URL, or sqlite:///data/monitor.db).")
+]
+
+
+def shown_url(database_url: str) -> str:
+    """The store's URL as logs may show it: any password masked."""
+    return make_url(database_url).render_as_string(hide_password=True)
 
 
 def format_when(value: datetime | None) -> str:

@@ -1,4 +1,4 @@
-"""The service's commands: run, status, digest and the demo."""
+"""The service's commands: run, poll, status, digest and the demo."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -20,26 +20,33 @@ from monitor.domain import FeedOutcome
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
 from monitor.pipeline import Deps, run_pass, utcnow
-from monitor.scheduler import build_scheduler, serve_forever
+from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
 from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
 from monitor.cli.distributed import print_queue_state, schedule_forever
+from monitor.store.models import Feed
 from monitor.cli.common import (
     App,
     app,
     build_sender,
     ConfigOption,
+    DatabaseOption,
     err,
     format_when,
     load_app,
     log,
     pipeline_deps,
+    PROGRESS_COLUMNS,
     setup_logging,
+    shown_url,
     stop_on_signals,
     topic_spec,
     VerboseOption,
 )
+
+DEMO_DATABASE = "sqlite:///data/demo.db"
+PACKAGED_MODEL = "all-MiniLM-L6-v2 (packaged, loaded offline)"
 
 
 def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) -> list[FeedOutcome]:
@@ -50,8 +57,7 @@ def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) 
                 log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
 
         return run_pass(feed_ids, deps, on_done=report, stop=stop)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
+    with Progress(*PROGRESS_COLUMNS, console=err, transient=True) as progress:
         task = progress.add_task("polling feeds", total=len(feed_ids))
         return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
 
@@ -68,38 +74,95 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
     )
     for outcome in failed:
         typer.echo(f"  failed: {outcome.feed}: {outcome.error}")
+    alarm = most_failed(outcomes)
+    if alarm:
+        typer.echo(alarm)
+
+
+def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
+    """What one needs to know at start: the feeds, the store, the model, the archive, and (for the service) what waits."""
+    settings, config = app_.settings, app_.config
+    log.info("%d feed%s from %s; topics: %s", len(feeds), "" if len(feeds) == 1 else "s", settings.config, ", ".join(t.name for t in config.topics))
+    log.info("database: %s", shown_url(settings.database_url))
+    log.info("model: %s", settings.model or PACKAGED_MODEL)
+    if config.outputs.archive_url:
+        log.info("archive: %s (served by `monitor serve`)", config.outputs.archive_url)
+    else:
+        log.info("archive: `monitor serve`, then open http://127.0.0.1:8000/")
+        log.info("archive links are off: set outputs.archive_url in %s so alerts and digests link each story into the archive", settings.config)
+    if service:
+        now = utcnow()
+        waiting = sorted(f.next_due_at for f in feeds if f.next_due_at and f.next_due_at > now)
+        if waiting:
+            log.info(
+                "%d feeds are due now, %d wait for their next poll (the first at %s); `monitor poll` polls them all now",
+                len(feeds) - len(waiting), len(waiting), format_when(waiting[0]),
+            )  # fmt: skip
+
+
+def _active_feeds(app_: App) -> list[Feed]:
+    """The feeds of feeds.yaml, after bringing the feeds table in line with it."""
+    with app_.sessions.begin() as session:
+        repo.sync_feeds(session, app_.config.feeds, now=utcnow())
+    with app_.sessions() as session:
+        return [f for f in repo.feeds_overview(session) if f.active]
+
+
+def _poll_now(app_: App, feeds: list[Feed]) -> None:
+    """One pass over these feeds whatever their next due time, then what the outbox owes."""
+    stop = stop_on_signals()
+    sender = build_sender(app_)
+    with pipeline_deps(app_, sender=sender) as deps:
+        _summary(_pass_with_progress([f.id for f in feeds], deps, stop))
+        _delivery_summary(sender.deliver_due())
 
 
 @app.command()
 def run(
-    once: Annotated[bool, typer.Option("--once", help="Poll every feed one time, process all, and exit.")] = False,
+    once: Annotated[bool, typer.Option("--once", help="Poll every feed one time, process all, and exit (as `monitor poll`).")] = False,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """The service: schedules every feed of feeds.yaml at its interval (with MONITOR_BROKER_URL: enqueues polls for workers)."""
     app_ = load_app(config, verbose=verbose)
-    with app_.sessions.begin() as session:
-        repo.sync_feeds(session, app_.config.feeds, now=utcnow())
+    feeds = _active_feeds(app_)
+    _startup_summary(app_, feeds, service=not once)
+    if once:
+        _poll_now(app_, feeds)
+        return
     stop = stop_on_signals()
     sender = build_sender(app_)
-    if app_.settings.broker_url and not once:
+    if app_.settings.broker_url:
         schedule_forever(app_, sender, stop)
         return
+    tally = PollTally(len(feeds))
     with pipeline_deps(app_, sender=sender) as deps:
-        if once:
-            with app_.sessions() as session:
-                feed_ids = repo.active_feed_ids(session)
-            _summary(_pass_with_progress(feed_ids, deps, stop))
-            _delivery_summary(sender.deliver_due())
-            return
-        with app_.sessions() as session:
-            feeds = [f for f in repo.feeds_overview(session) if f.active]
         if sender.mail is not None:
             sender.plan_if_missed()
         scheduler = build_scheduler(
-            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval
+            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally
         )
-        serve_forever(scheduler, stop)
+        serve_forever(scheduler, stop, tally)
+
+
+@app.command()
+def poll(
+    names: Annotated[Optional[list[str]], typer.Argument(metavar="FEED_NAME", help="Feeds by their name in feeds.yaml (default: every feed).")] = None,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Poll feeds now, whatever their next due time (after a restart, or a feed just fixed), process all, and exit."""
+    app_ = load_app(config, verbose=verbose)
+    feeds = _active_feeds(app_)
+    if names:
+        by_name = {f.name.casefold(): f for f in feeds}
+        unknown = [name for name in names if name.casefold() not in by_name]
+        if unknown:
+            known = "; ".join(f.name for f in feeds)
+            raise typer.BadParameter(f"no feed named {', '.join(map(repr, unknown))} in {app_.settings.config}; its feeds: {known}", param_hint="FEED_NAME")
+        feeds = list({name.casefold(): by_name[name.casefold()] for name in names}.values())
+    _startup_summary(app_, feeds, service=False)
+    _poll_now(app_, feeds)
 
 
 def _delivery_summary(report: Report) -> None:
@@ -132,9 +195,9 @@ def migrate(
 
 
 @app.command()
-def status(config: ConfigOption = None) -> None:
+def status(database: DatabaseOption = None, config: ConfigOption = None) -> None:
     """Feeds with their last success, last error and next due time; the alerts and digests owed, sent and failed."""
-    app_ = load_app(config)
+    app_ = load_app(config, database=database)
     with app_.sessions() as session:
         feeds = repo.feeds_overview(session)
         counts = repo.article_counts(session)
@@ -221,14 +284,15 @@ def digest(
 
 @app.command()
 def demo(
+    database: Annotated[str, typer.Option("--database", help="SQLAlchemy URL of the demo's own store; the configured one is never touched.")] = DEMO_DATABASE,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Serve the sample news site on localhost and run one pass of the real pipeline over it."""
+    """Serve the sample news site on localhost and run one pass of the real pipeline over it, into a database of its own."""
     from monitor.demo.server import LocalSite
     from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
 
-    app_ = load_app(config, verbose=verbose)
+    app_ = load_app(config, verbose=verbose, database=database)
     articles = load_demo_articles(utcnow())
     with LocalSite() as site:
         site.routes.update(site_routes(articles, site.base_url))
@@ -236,7 +300,7 @@ def demo(
             FeedSpec(name=f"{SITE_NAME} ({section})", url=url, interval=3600)
             for section, url in feed_urls(articles, site.base_url).items()
         ]
-        typer.echo(f"sample site with {len(articles)} articles at {site.base_url} ({len(specs)} feeds)")
+        typer.echo(f"sample site with {len(articles)} articles at {site.base_url} ({len(specs)} feeds), stored in {shown_url(database)}")
         with app_.sessions.begin() as session:
             repo.sync_feeds(session, specs, now=utcnow())
             feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
@@ -257,4 +321,4 @@ def demo(
     for row in sorted(found, key=lambda r: -r["score"]):
         tags = ", ".join(row["vendors"] + row["countries"] + row["actions"])
         typer.echo(f"  {row['score']:.2f}  {row['title']}" + (f"  [{tags}]" if tags else ""))
-    typer.echo("\nnext: `monitor export --format jsonl` lists every stored article.")
+    typer.echo(f"\nnext: `monitor serve --database {database}` to search them, `monitor export --database {database}` lists them all.")

@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from fastapi_offline import FastAPIOffline
 from jinja2 import Environment, FileSystemLoader
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,13 +39,12 @@ PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-# Swagger UI (/docs) starts itself with an inline script and draws with inline styles; it may load its bundle from a CDN.
+# Swagger UI (/docs, its files served from the package) starts itself with an inline script and draws with inline styles.
 DOCS_POLICY = (
-    "default-src 'none'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
-DOCS_PATHS = ("/docs", "/redoc")
+DOCS_PATHS = ("/docs",)
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -89,7 +89,10 @@ def create_app(
     metrics: CollectorRegistry | None = None,
 ) -> FastAPI:
     """The archive; /metrics serves the given registry (see monitor.metrics.store_registry)."""
-    app = FastAPI(
+    app = FastAPIOffline(  # /docs from files a package installs, not a CDN: it works without internet
+        static_url="/static/docs",
+        redoc_url=None,  # ReDoc would still fetch its logo from its CDN
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io either
         title="monitor archive",
         description=(
             "Search the stored stories by words, meaning, vendor, country, action, source and date. "
