@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from monitor.store.models import Article, ArticleTopic, Feed, Story, StoryTopic
-from monitor.store.views import lead, story_views
+from monitor.labels import lead
+from monitor.store.views import story_views
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 TITLE = "Canada orders Hikvision cameras stripped from federal buildings"

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.embed import SentenceTransformerEmbedder
+from monitor.labels import matched_by
 from monitor.cli.common import (
     app,
     ConfigOption,
@@ -100,13 +101,13 @@ def search_archive(
     if found.notice:
         err.print(f"note: {found.notice}", markup=False, highlight=False)
     if as_json:
-        fields = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet")
+        fields = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet", "matched", "similarity")
         results = [{name: getattr(hit, name) for name in fields} for hit in found.results]
         typer.echo(json.dumps({"total": found.total, "results": results}, default=lambda d: d.isoformat(), ensure_ascii=False))
         return
     title = f"{found.total} {'story' if found.total == 1 else 'stories'}" + (f", page {page}" if found.total > limit else "")
     table = Table(title=title, show_lines=True)
-    for column in ("score", "date", "headline", "tags", "sources", "snippet"):
+    for column in ("score, match", "date", "headline", "tags", "sources", "snippet"):
         table.add_column(column, overflow="fold")
     for hit in found.results:
         snippet = Text()
@@ -114,5 +115,6 @@ def search_archive(
             snippet.append(html.unescape(part), style="bold" if number % 2 else "")
         tags = ", ".join(hit.vendors + hit.countries + hit.actions)
         when = hit.published.strftime("%Y-%m-%d") if hit.published else "-"
-        table.add_row(f"{hit.score:.2f}", when, Text(hit.title), Text(tags), str(len(hit.sources)), snippet)  # Text: no markup
+        how = matched_by(hit.matched, hit.similarity).removeprefix("matched by ").replace(" · ", "\n")
+        table.add_row(f"{hit.score:.2f}\n{how}".strip(), when, Text(hit.title), Text(tags), str(len(hit.sources)), snippet)  # Text: no markup
     Console().print(table)

@@ -68,6 +68,34 @@ def render_snippet(raw: str) -> str:
     return escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
 
 
+def cut_marked(raw: str, start: int) -> str:
+    """raw from the start-th character of its text without sentinels; a mark the cut falls inside is reopened."""
+    seen, inside = 0, False
+    for at, character in enumerate(raw):
+        if character in (MARK_START, MARK_END):
+            inside = character == MARK_START
+            continue
+        if seen == start:
+            return (MARK_START if inside else "") + raw[at:]
+        seen += 1
+    return ""
+
+
+def marked_passage(raw: str, words: int) -> str:
+    """About `words` words of a highlighted text from a little before its first mark, with … where it is cut; empty without marks."""
+    tokens = raw.split()
+    first = next((i for i, token in enumerate(tokens) if MARK_START in token), None)
+    if first is None:
+        return ""
+    begin = max(0, min(first - words // 5, len(tokens) - words))
+    end = min(len(tokens), begin + words)
+    opened = "".join(tokens[:begin]).rfind(MARK_START) > "".join(tokens[:begin]).rfind(MARK_END)
+    passage = (MARK_START if opened else "") + " ".join(tokens[begin:end])
+    if passage.rfind(MARK_START) > passage.rfind(MARK_END):
+        passage += MARK_END
+    return ("…" if begin else "") + passage + ("…" if end < len(tokens) else "")
+
+
 def fuse(*rankings: list[int]) -> dict[int, float]:
     """Reciprocal rank fusion: each ranking gives 1 / (k + position) to each of its items."""
     fused: dict[int, float] = defaultdict(float)

@@ -9,7 +9,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 
 from monitor.config import Config
-from monitor.labels import action_label, country_name
+from monitor.labels import action_label, country_name, matched_by, signal_words, topic_title
 
 
 def _parsed(value: str | datetime | None) -> datetime | None:
@@ -45,5 +45,10 @@ def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...
 
 
 def install_filters(environment: Environment, config: Config) -> None:
-    environment.filters.update(day=day, moment=moment, action=action_label, key=key_label, country=country_name)
-    environment.globals.update(query_url=query_url, topics=[t.name for t in config.topics])
+    titles = {t.name: topic_title(t.name, t.title) for t in config.topics}
+    environment.filters.update(
+        day=day, moment=moment, action=action_label, key=key_label, country=country_name, signal=signal_words,
+        matched_by=lambda hit: matched_by(hit["matched"], hit["similarity"]), topic=lambda name: titles.get(name) or topic_title(name),
+        facet_value=lambda value: {"value": value, "count": 0},
+    )  # fmt: skip
+    environment.globals.update(query_url=query_url, topics=list(titles))
