@@ -127,7 +127,7 @@ def test_alert_opens_with_the_summary_and_names_the_topic_by_its_title():
     text, blocks = alert_message(story(), topic="Bans on Chinese surveillance technology")
     check_block_kit(text, blocks)
     assert blocks[1]["text"]["text"].startswith("OTTAWA — The Canadian government ordered")
-    assert blocks[2]["elements"][0]["text"] == "Bans on Chinese surveillance technology"
+    assert blocks[2]["elements"][0]["text"] == "*Topic* Bans on Chinese surveillance technology"
     assert text.startswith("Bans on Chinese surveillance technology: Canada orders") and "china-surveillance-bans" not in json.dumps(blocks)
     _text, blocks = batch_message([story(id=i) for i in range(5)], topic="Bans on Chinese surveillance technology", heading="5 new stories")
     assert blocks[0]["text"]["text"] == "5 new stories · Bans on Chinese surveillance technology"

@@ -80,7 +80,7 @@ def slack_date(moment: datetime | None) -> str:
 
 
 def _tag_elements(story: StoryView, topic: str) -> list[dict]:
-    parts = [escape(topic)] if topic else []
+    parts = [f"*Topic* {escape(topic)}"] if topic else []
     parts.append(f"*Score* {story.score:.2f}")
     if story.vendors:
         parts.append("*Vendors* " + escape(", ".join(story.vendors)))
