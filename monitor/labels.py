@@ -73,6 +73,7 @@ FEATURE_WORDS = {
 }
 SIGNAL = re.compile(r"^(?P<name>[A-Za-z0-9_]+) (?P<sign>[+-])(?P<size>\d+(?:\.\d+)?)$")
 STRONG_SIGNAL = 2.0
+EVIDENCE_KEYS = {"similarity": "Similarity to the example", "strongest_signals": "Strongest signals"}  # the keys of a verdict's `why`
 EXAMPLE_PREFIX = "example "
 EVIDENCE_PHRASES = 3
 EXAMPLE_CHARS = 90
@@ -131,11 +132,16 @@ MATCHED_BY = {"words": "matched by words", "meaning": "matched by meaning", "bot
 
 
 def matched_by(matched: str | None, similarity: float | None) -> str:
-    """How a search found a story, for the archive and the terminal: "matched by meaning · 0.62 similar"."""
-    if matched is None:
-        return ""
-    label = MATCHED_BY.get(matched, f"matched by {matched}")
-    return label + (f" · {similarity:.2f} similar" if similarity is not None else "")
+    """How a search found a story, for the archive and the terminal: "matched by meaning · 0.62 similar"; a story
+    near another one (no query) only "0.78 similar"."""
+    label = MATCHED_BY.get(matched, f"matched by {matched}") if matched else ""
+    close = f"{similarity:.2f} similar" if similarity is not None else ""
+    return " · ".join(part for part in (label, close) if part)
+
+
+def evidence_key(key: str) -> str:
+    """A key of a verdict's evidence as the story page heads it: "vendor_phrases" -> "Vendor phrases"."""
+    return EVIDENCE_KEYS.get(key) or key.replace("_", " ").capitalize()
 
 
 def feature_words(name: str) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy import Integer, Text, cast, column, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
-from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, filter_options, story_date, story_filters
+from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, story_date, story_filters
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
@@ -125,7 +125,8 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         words, meaning = _candidates(session, dialect, terms, vector, filters, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning
         if facets:
-            unfaceted = (words, meaning) if filters == base_filters(query) else _candidates(session, dialect, terms, vector, base_filters(query), vectors)
+            chosen = facet_filters(query, dialect)
+            unfaceted = _candidates(session, dialect, terms, vector, base_filters(query), vectors) if chosen else (words, meaning)
             matching = Story.id.in_(sorted({row[0] for found in unfaceted for row in found}))
         by_words, similarity = {row[0] for row in words}, {row[0]: row[2] for row in meaning}
         matched = {row[0]: "both" if row[0] in by_words and row[0] in similarity else "words" if row[0] in by_words else "meaning" for row in ranked}
@@ -154,7 +155,7 @@ def similar_stories(session: Session, story_id: int, *, topic: str, vectors: Vec
         nearest = vectors.nearest(vector, CANDIDATES + len(blobs))
     ranked = _by_story(session, nearest, skip={story_id})[:k]
     similarity = {row[0]: row[2] for row in ranked}
-    return _hits(session, session.get_bind().dialect.name, ranked, None, topic, matched=dict.fromkeys(similarity, "meaning"), similarity=similarity)
+    return _hits(session, session.get_bind().dialect.name, ranked, None, topic, matched={}, similarity=similarity)
 
 
 def _validate(query: SearchQuery) -> None:

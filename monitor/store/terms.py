@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 MAX_TERMS = 32
+SENTENCE_ENDS = (".", "!", "?", ".”", "?”", '."', "…")
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 MARK_START, MARK_END = "\ue000", "\ue001"  # private-use sentinels around matched words, turned into <mark> after escaping
 
@@ -82,12 +83,18 @@ def cut_marked(raw: str, start: int) -> str:
 
 
 def marked_passage(raw: str, words: int) -> str:
-    """About `words` words of a highlighted text from a little before its first mark, with … where it is cut; empty without marks."""
+    """About `words` words of a highlighted text from the start of the sentence of its first mark (or a few words before it,
+    in a long sentence), with … where it is cut; empty without marks."""
     tokens = raw.split()
     first = next((i for i, token in enumerate(tokens) if MARK_START in token), None)
     if first is None:
         return ""
-    begin = max(0, min(first - words // 5, len(tokens) - words))
+    begin = max(0, first - words // 5)
+    for at in range(first - 1, max(-1, first - words // 2 - 1), -1):
+        if at < 0 or tokens[at].endswith(SENTENCE_ENDS):
+            begin = at + 1
+            break
+    begin = max(0, min(begin, len(tokens) - words))
     end = min(len(tokens), begin + words)
     opened = "".join(tokens[:begin]).rfind(MARK_START) > "".join(tokens[:begin]).rfind(MARK_END)
     passage = (MARK_START if opened else "") + " ".join(tokens[begin:end])

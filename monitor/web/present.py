@@ -9,7 +9,7 @@ from jinja2 import Environment
 from starlette.requests import Request
 
 from monitor.config import Config
-from monitor.labels import action_label, country_name, matched_by, signal_words, topic_title
+from monitor.labels import action_label, country_name, evidence_key, matched_by, signal_words, topic_title
 
 
 def _parsed(value: str | datetime | None) -> datetime | None:
@@ -31,10 +31,6 @@ def moment(value: str | datetime | None) -> str:
     return f"{when.day} {when:%b %Y %H:%M} UTC" if when else "time unknown"
 
 
-def key_label(value: str) -> str:
-    return value.replace("_", " ").capitalize()
-
-
 def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...] = (), **changes: object) -> str:
     """The current query string on another page or path (the token is never copied into links: the cookie has it)."""
     skip = {"token", *drop, *changes}
@@ -47,7 +43,7 @@ def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...
 def install_filters(environment: Environment, config: Config) -> None:
     titles = {t.name: topic_title(t.name, t.title) for t in config.topics}
     environment.filters.update(
-        day=day, moment=moment, action=action_label, key=key_label, country=country_name, signal=signal_words,
+        day=day, moment=moment, action=action_label, key=evidence_key, country=country_name, signal=signal_words,
         matched_by=lambda hit: matched_by(hit["matched"], hit["similarity"]), topic=lambda name: titles.get(name) or topic_title(name),
         facet_value=lambda value: {"value": value, "count": 0},
     )  # fmt: skip
