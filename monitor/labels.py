@@ -73,6 +73,7 @@ FEATURE_WORDS = {
 }
 SIGNAL = re.compile(r"^(?P<name>[A-Za-z0-9_]+) (?P<sign>[+-])(?P<size>\d+(?:\.\d+)?)$")
 STRONG_SIGNAL = 2.0
+MATCHED_BY = {"words": "matched by words", "meaning": "matched by meaning", "both": "matched by words and meaning"}
 EVIDENCE_KEYS = {"similarity": "Similarity to the example", "strongest_signals": "Strongest signals"}  # the keys of a verdict's `why`
 EXAMPLE_PREFIX = "example "
 EVIDENCE_PHRASES = 3
@@ -126,9 +127,6 @@ def action_heading(code: str | None) -> str:
     if code is None:
         return OTHER_HEADING
     return ACTION_HEADINGS.get(code, action_label(code).capitalize())
-
-
-MATCHED_BY = {"words": "matched by words", "meaning": "matched by meaning", "both": "matched by words and meaning"}
 
 
 def matched_by(matched: str | None, similarity: float | None) -> str:

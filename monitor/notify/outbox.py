@@ -16,9 +16,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import DigestSpec, Outputs, SlackRoute
+from monitor.labels import plural, topic_title
 from monitor.notify.digest import Digest, build_digest, to_email
 from monitor.notify.email import Mailer, MailError
-from monitor.labels import plural, topic_title
 from monitor.notify.slack import SlackError, SlackWebhook, alert_message, batch_message
 from monitor.store import outbox
 from monitor.store.views import story_views
@@ -135,7 +135,7 @@ class Sender:
         elif group[0].held:
             text, blocks = batch_message(stories, archive_url=archive, note=self._quiet_note(channel.route), topic=title)
         else:
-            text, blocks = batch_message(stories, archive_url=archive, topic=title, heading=f"{plural(len(stories), 'new story', 'new stories')}")
+            text, blocks = batch_message(stories, archive_url=archive, topic=title, heading=plural(len(stories), "new story", "new stories"))
         try:
             channel.webhook.send(text, blocks)
         except SlackError as exc:
