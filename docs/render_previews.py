@@ -1,13 +1,19 @@
-"""Renders docs/digest.png, docs/digest-phone.png and docs/slack.png from sample stories, with Debian's Chromium.
+"""Renders docs/digest.png, docs/digest-phone.png and docs/slack.png from sample stories, and docs/archive.png and
+docs/story.png from the demo site's articles run through the real pipeline and served by the archive; with Debian's Chromium.
 
-Run: .venv/bin/python docs/render_previews.py   (needs /usr/bin/chromium; flags need an emoji font, e.g. fonts-noto-color-emoji)
+Run: .venv/bin/python docs/render_previews.py   (offline; needs /usr/bin/chromium; flags need an emoji font, e.g. fonts-noto-color-emoji)
 """
 
 from __future__ import annotations
 
 import html
+import os
 import re
+import socket
 import sys
+import tempfile
+import threading
+import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,9 +22,23 @@ from playwright.sync_api import sync_playwright
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import uvicorn  # noqa: E402
+
+from monitor.cli.common import build_scorers  # noqa: E402
+from monitor.config import FeedSpec, Settings, load_config  # noqa: E402
+from monitor.demo.server import LocalSite  # noqa: E402
+from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes  # noqa: E402
 from monitor.domain import Source, StoryView  # noqa: E402
+from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
+from monitor.fetch import Fetcher, build_client  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
 from monitor.notify.slack import alert_message, batch_message  # noqa: E402
+from monitor.pipeline import Deps, run_pass  # noqa: E402
+from monitor.store import repository as repo  # noqa: E402
+from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
+from monitor.web.app import create_app  # noqa: E402
 
 DOCS = ROOT / "docs"
 CHROMIUM = "/usr/bin/chromium"
@@ -26,6 +46,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 NOW = datetime(2026, 11, 19, 7, 0, tzinfo=timezone.utc)
 ARCHIVE = "https://monitor.example.org"
+TOPIC_TITLE = "Bans on Chinese surveillance technology"
+CANADA = "Canada orders Hikvision and Dahua cameras stripped from federal buildings"
 
 
 def _story(story_id, title, outlets, *, hours_ago, score, vendors, countries, actions, summary, why) -> StoryView:
@@ -146,17 +168,73 @@ def shoot(page, content: str, path: Path, width: int) -> None:
     print(f"{path.relative_to(ROOT)}: {path.stat().st_size // 1024} KB")
 
 
+def demo_archive(folder: Path) -> Settings:
+    """The demo site's articles through the real pipeline (the trained topic model included) into a SQLite file in folder."""
+    settings = Settings(database_url=f"sqlite:///{folder / 'monitor.db'}", model_cache=ROOT / "data" / "models", host_delay=0.0)
+    config = load_config(ROOT / "feeds.yaml")
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    embedder = SentenceTransformerEmbedder(settings.model)
+    articles = load_demo_articles()
+    with LocalSite() as site, build_client(settings) as client:
+        site.routes.update(site_routes(articles, site.base_url))
+        specs = [FeedSpec(name=f"{SITE_NAME} ({section})", url=url, interval=3600) for section, url in feed_urls(articles, site.base_url).items()]
+        with sessions.begin() as session:
+            repo.sync_feeds(session, specs, now=datetime.now(timezone.utc))
+            feed_ids = repo.active_feed_ids(session)
+        deps = Deps(settings=settings, sessions=sessions, fetcher=Fetcher.from_settings(client, settings), embedder=embedder,
+                    scorers=build_scorers(config, embedder, settings))  # fmt: skip
+        run_pass(feed_ids, deps)
+    return settings
+
+
+def serve_archive(settings: Settings) -> tuple[uvicorn.Server, str]:
+    """The archive on a free loopback port, in a thread."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sessions = session_factory(make_engine(settings.database_url))
+    app = create_app(sessions=sessions, embedder=SentenceTransformerEmbedder(settings.model), config=load_config(ROOT / "feeds.yaml"), settings=settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.05)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def shoot_archive(browser, base: str) -> None:
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(base + "/?q=Hikvision")
+    page.click("details[data-facet=vendor] summary")
+    page.click("details[data-facet=country] summary")
+    page.screenshot(path=str(DOCS / "archive.png"), full_page=True)
+    print(f"docs/archive.png: {(DOCS / 'archive.png').stat().st_size // 1024} KB")
+    page.click(f"text={CANADA}")
+    page.wait_for_url("**/stories/*")
+    page.screenshot(path=str(DOCS / "story.png"), full_page=True)
+    print(f"docs/story.png: {(DOCS / 'story.png').stat().st_size // 1024} KB")
+    page.close()
+
+
 def main() -> None:
     stories = sample_stories()
-    digest = build_digest(stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London")
-    alert = alert_message(stories[1], archive_url=ARCHIVE)
-    batch = batch_message(stories[2:5], archive_url=ARCHIVE, note="Held during quiet hours (22:00–07:00 Europe/London).")
-    with sync_playwright() as playwright:
+    digest = build_digest(
+        stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London", title=TOPIC_TITLE
+    )
+    alert = alert_message(stories[1], archive_url=ARCHIVE, topic=TOPIC_TITLE)
+    batch = batch_message(stories[2:5], archive_url=ARCHIVE, topic=TOPIC_TITLE, heading="3 new stories")
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         shoot(page, digest.html, DOCS / "digest.png", 800)
         shoot(page, digest.html, DOCS / "digest-phone.png", 390)
         shoot(page, slack_preview([alert, batch]), DOCS / "slack.png", 720)
+        server, base = serve_archive(demo_archive(Path(folder)))
+        try:
+            shoot_archive(browser, base)
+        finally:
+            server.should_exit = True
         browser.close()
 
 

@@ -136,6 +136,7 @@ class TopicSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    title: str | None = Field(None, description="What readers see in the digest, Slack and the archive; default: the name in words.")
     description: str
     threshold: float | None = Field(None, ge=0, le=1)
     examples: list[str] = Field(default_factory=list)

@@ -10,12 +10,14 @@ from typing import TextIO
 from xml.etree import ElementTree as ET
 
 from monitor.domain import http_link, unlinked_key
+from monitor.labels import lead
 
 FIELDS = [
     "url", "title", "source", "published", "text", "text_source", "topic", "score", "relevant",
     "story_id", "duplicate_of", "copy_kind", "vendors", "countries", "actions", "why",
 ]
 ATOM = "http://www.w3.org/2005/Atom"
+SUMMARY_CHARS = 500
 
 
 def write_jsonl(rows: Iterable[dict], stream: TextIO) -> None:
@@ -55,6 +57,6 @@ def write_atom(
             ET.SubElement(author, f"{{{ATOM}}}name").text = row["source"]
         for tag in row.get("vendors", []) + row.get("countries", []) + row.get("actions", []):
             ET.SubElement(entry, f"{{{ATOM}}}category", term=tag)
-        ET.SubElement(entry, f"{{{ATOM}}}summary").text = (row.get("text") or "")[:500]
+        ET.SubElement(entry, f"{{{ATOM}}}summary").text = lead(row.get("text") or "", SUMMARY_CHARS, title=row["title"])
     ET.ElementTree(feed).write(stream, encoding="unicode", xml_declaration=True)
     stream.write("\n")

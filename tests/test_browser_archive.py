@@ -1,6 +1,6 @@
 """The archive as a person uses it: `monitor serve` on a stored demo archive, driven in Chromium.
 
-Screenshots go to the test's tmp_path; with MONITOR_DOCS_SCREENSHOT=1 the search page is also saved as docs/archive.png.
+Screenshots go to the test's tmp_path (docs/render_previews.py makes the ones of the README).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ pytestmark = pytest.mark.browser
 
 CANADA = "Canada orders Hikvision and Dahua cameras stripped from federal buildings"
 DRONES = "Australian Defence Force bans DJI drones and orders fleet grounded"
+AARHUS = "Aarhus councillors vote to stop buying Chinese-made surveillance cameras"
 
 
 def _free_port() -> int:
@@ -95,9 +96,6 @@ def test_search_filter_open_a_story_and_follow_a_source(archive_server, browser,
     assert CANADA in headlines and len(headlines) >= 3
     assert page.locator("article.hit mark").count() > 0
     page.screenshot(path=tmp_path / "search.png", full_page=True)
-    if os.environ.get("MONITOR_DOCS_SCREENSHOT") == "1":
-        (ROOT / "docs").mkdir(exist_ok=True)
-        page.screenshot(path=ROOT / "docs" / "archive.png", full_page=False)
 
     page.click("details[data-facet=vendor] summary")
     page.check("details[data-facet=vendor] input[value=Hikvision]")
@@ -125,6 +123,39 @@ def test_search_filter_open_a_story_and_follow_a_source(archive_server, browser,
     page.go_back()
     page.click("a.back")
     page.wait_for_url("**vendor=Hikvision**")  # back to the filtered results, not an empty search
+
+
+def test_a_mixed_search_says_how_each_story_matched_and_filters_show_counts(archive_server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(archive_server + "/")
+    assert page.locator("select[name=sort]").input_value() == "newest"  # no words: newest first, and the box says so
+    assert page.locator("select[name=sort]").is_disabled() and "newest first" in page.locator("p.summary").inner_text()
+
+    page.fill("input[name=q]", "Hikvision")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_url("**/?q=Hikvision*")
+    assert page.locator("select[name=sort]").input_value() == "best"
+    hits = page.locator("article.hit")
+    labels = {hits.nth(i).locator("h2").inner_text(): hits.nth(i).locator(".matched").inner_text() for i in range(hits.count())}
+    assert labels[AARHUS].startswith("matched by meaning · 0.") and labels[AARHUS].endswith(" similar")  # never names Hikvision
+    assert labels[CANADA].startswith("matched by words and meaning · 0.")
+    assert hits.filter(has_text=AARHUS).locator("mark").count() == 0 and hits.filter(has_text=CANADA).locator("mark").count() > 0
+    for snippet in page.locator("article.hit .snippet").all_inner_texts():
+        assert not snippet.startswith(("World", "Business", "Tech", "Security")), snippet
+
+    page.click("details[data-facet=vendor] summary")
+    hikvision = page.locator("details[data-facet=vendor] label", has=page.locator("input[value=Hikvision]"))
+    assert hikvision.locator(".count").is_visible()
+    count = int(hikvision.locator(".count").inner_text())
+    assert 3 <= count < int(page.locator("p.summary b").inner_text())  # Aarhus, for one, is not tagged Hikvision
+    page.click("details[data-facet=country] summary")
+    canada = page.locator("details[data-facet=country] label", has=page.locator("input[value=CA]"))
+    assert canada.locator(".count").inner_text() == "1"
+    page.screenshot(path=tmp_path / "facets.png", full_page=True)
+    hikvision.locator("input").check()
+    page.click("button.apply")
+    page.wait_for_url("**vendor=Hikvision**")
+    assert page.locator("article.hit").count() == count
 
 
 def test_find_a_story_by_meaning_on_a_phone(archive_server, browser, tmp_path):

@@ -13,7 +13,7 @@ import pytest
 
 from monitor.domain import Source, StoryView
 from monitor.config import check_subject_template
-from monitor.notify.digest import build_digest, importance, rank_stories, to_email
+from monitor.notify.digest import build_digest, group_stories, importance, rank_stories, to_email
 
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)
 DAY = date(2026, 11, 22)
@@ -83,9 +83,9 @@ def test_rank_by_score_then_outlets_then_recency():
 
 def test_digest_counts_groups_and_orders_the_stories():
     digest = build_digest(STORIES, day=DAY, topic=TOPIC, now=NOW)
-    assert digest.subject == f"5 stories on {TOPIC}, 22 Nov 2026"
-    one = build_digest(STORIES[:1], day=DAY, topic=TOPIC, now=NOW)
-    assert one.subject == f"1 story on {TOPIC}, 22 Nov 2026"
+    assert digest.subject == "5 stories on China surveillance bans, 22 Nov 2026"  # no title given: the name in words
+    one = build_digest(STORIES[:1], day=DAY, topic=TOPIC, now=NOW, title="Bans on Chinese surveillance technology")
+    assert one.subject == "1 story on Bans on Chinese surveillance technology, 22 Nov 2026"
     assert (digest.stories, digest.articles, digest.countries) == (5, 9, 4)
     assert "5 stories, 9 articles, 4 countries" in digest.text and "5 stories, 9 articles, 4 countries" in digest.html
     headings = re.findall(r"^([A-Z][A-Z ]+) \((\d+)\)$", digest.text, re.M)
@@ -94,6 +94,27 @@ def test_digest_counts_groups_and_orders_the_stories():
     assert [title for _, title in numbered] == [STORIES[i].title for i in (0, 2, 1, 3, 4)]
     html_order = [digest.html.index(STORIES[i].title) for i in (0, 2, 1, 3, 4)]
     assert html_order == sorted(html_order)
+
+
+def test_sections_go_by_weight_not_by_their_best_story():
+    call = make(8, "MPs call for a ban on Hikvision", score=0.99, outlets=3, actions=("call_for_ban",))
+    reaction = make(9, "Hikvision answers its critics", score=0.99, actions=("reaction",))
+    investigation = make(10, "Regulator opens a probe into camera makers", score=0.5, actions=("investigation",))
+    digest = build_digest([call, reaction, investigation, *STORIES], day=DAY, topic=TOPIC, now=NOW)
+    headings = [heading for heading, _ in re.findall(r"^([A-Z][A-Z ]+) \((\d+)\)$", digest.text, re.M)]
+    assert headings == ["BANS", "REMOVALS", "PROCUREMENT RESTRICTIONS", "INVESTIGATIONS", "CALLS FOR BANS", "REACTIONS", "OTHER STORIES"]
+    assert [heading for heading, _ in group_stories(rank_stories([reaction, call, *STORIES], now=NOW))][-3:] == ["Calls for bans", "Reactions", "Other stories"]
+
+
+def test_headlines_come_first_and_one_source_is_not_listed_again():
+    digest = build_digest(STORIES, day=DAY, topic=TOPIC, now=NOW, title="Bans on Chinese surveillance technology")
+    brief = digest.text.split("In brief:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert brief == [f"{n:2d}. {STORIES[i].title}" for n, i in enumerate((0, 2, 1, 3, 4), 1)]
+    assert digest.html.index("In brief") < digest.html.index(">Bans <")
+    assert "Daily digest · Bans on Chinese surveillance technology" in digest.html
+    single = build_digest([STORIES[2]], day=DAY, topic=TOPIC, now=NOW)
+    assert "Source:" not in single.html and "Sources:" not in single.text and "In brief" not in single.text
+    assert "4 sources:" in digest.html and digest.text.count("   Sources:") == 2  # stories 1 and 2 have several
 
 
 def test_every_story_and_source_is_linked_in_both_parts():
@@ -138,15 +159,15 @@ def test_times_are_shown_in_the_digest_time_zone():
 def test_an_empty_day_is_a_short_nothing_new_email():
     digest = build_digest([], day=DAY, topic=TOPIC, now=NOW)
     assert (digest.stories, digest.articles, digest.countries) == (0, 0, 0)
-    assert digest.subject == f"0 stories on {TOPIC}, 22 Nov 2026"
-    assert f"Nothing new on {TOPIC} on Sunday 22 November 2026." in digest.text
-    assert "Nothing new on <strong>china-surveillance-bans</strong>" in digest.html
+    assert digest.subject == "0 stories on China surveillance bans, 22 Nov 2026"
+    assert "Nothing new on China surveillance bans on Sunday 22 November 2026." in digest.text
+    assert "Nothing new on <strong>China surveillance bans</strong>" in digest.html
     assert len(digest.text.splitlines()) < 10
 
 
 def test_subject_template_fields_and_errors():
     digest = build_digest(STORIES, day=DAY, topic=TOPIC, now=NOW, subject_template="[{topic}] {count} stories, {articles} articles, {countries} countries, {day:%d %b}")
-    assert digest.subject == f"[{TOPIC}] 5 stories, 9 articles, 4 countries, 22 Nov"
+    assert digest.subject == "[China surveillance bans] 5 stories, 9 articles, 4 countries, 22 Nov"
     assert check_subject_template("{count} on {day}") == "{count} on {day}"
     with pytest.raises(ValueError, match=r"unknown field \{titles\}; use \{count\}, \{stories\}, \{topic\}, \{day\}"):
         check_subject_template("{titles} new")
@@ -190,7 +211,8 @@ def test_html_fits_a_phone_without_sideways_scrolling(browser):
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         card = page.evaluate("[...document.querySelectorAll('table table')].map(t => t.getBoundingClientRect().width)[0]")
         assert 360 <= card <= 390
-        assert page.evaluate("getComputedStyle(document.querySelector('a')).fontSize") == "18px"
+        sizes = page.evaluate("[...document.querySelectorAll('a')].map(a => parseFloat(getComputedStyle(a).fontSize))")
+        assert max(sizes) == 18 and min(sizes) >= 12  # headlines at 18 px; the brief list, sources and footer readable too
         page.set_viewport_size({"width": 1200, "height": 800})
         assert page.evaluate("document.querySelector('table table').getBoundingClientRect().width") == 640
     finally:

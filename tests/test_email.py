@@ -98,7 +98,7 @@ def test_the_digest_arrives_whole(smtp):
     Mailer(controller.hostname, controller.port).send(sent)
     assert recorder.envelopes[0].rcpt_tos == RECIPIENTS and recorder.envelopes[0].mail_from == "monitor@example.org"
     mail = received(recorder)
-    assert mail["Subject"] == digest.subject == "5 stories on china-surveillance-bans, 22 Nov 2026"
+    assert mail["Subject"] == digest.subject == "5 stories on China surveillance bans, 22 Nov 2026"
     assert mail["Message-ID"] == sent["Message-ID"]
     text, html = mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
     assert "5 stories, 9 articles, 4 countries" in text and "5 stories, 9 articles, 4 countries" in html

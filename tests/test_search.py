@@ -112,6 +112,55 @@ def test_hybrid_fuses_words_and_meaning(archive, embedder):
     assert max(fuse([1, 2, 3], [3, 1]).items(), key=lambda kv: kv[1])[0] == 1
 
 
+def test_each_hit_says_how_it_matched(archive, embedder):
+    by_title = {hit.title: hit for hit in find(archive, embedder, "Hikvision", per_page=100).results}
+    aarhus, canada = by_title[AARHUS], by_title[CANADA]  # Aarhus never names Hikvision: found by meaning alone
+    assert aarhus.matched == "meaning" and 0.2 <= aarhus.similarity < 1 and "<mark>" not in aarhus.snippet
+    assert canada.matched == "both" and 0 < canada.similarity < 1 and "<mark>Hikvision</mark>" in canada.snippet
+    assert {hit.matched for hit in by_title.values()} <= {"words", "meaning", "both"}
+    assert all(hit.similarity is not None for hit in by_title.values())  # words-only ones too: their nearest article
+    words_only = find(archive, embedder, "Hikvision", mode="words").results
+    assert {(hit.matched, hit.similarity) for hit in words_only} == {("words", None)}
+    meaning_only = find(archive, embedder, "Hikvision", mode="meaning").results
+    assert {hit.matched for hit in meaning_only} == {"meaning"} and all(hit.similarity >= 0.2 for hit in meaning_only)
+    assert {(hit.matched, hit.similarity) for hit in find(archive, embedder).results} == {(None, None)}
+
+
+def test_snippets_leave_out_the_section_name_and_headline_that_open_a_text(archive, embedder):
+    for mode in ("words", "hybrid", "meaning"):
+        for hit in find(archive, embedder, "Hikvision", mode=mode, per_page=100).results:
+            text = hit.snippet.replace("<mark>", "").replace("</mark>", "").lstrip("…")
+            assert not text.startswith(("World", "Business", "Tech", "Security")), (mode, hit.snippet)
+            assert hit.title not in text, (mode, hit.snippet)
+    canada = find(archive, embedder, "Hikvision Canada", mode="words").results[0]
+    assert canada.title == CANADA and "<mark>" in canada.snippet  # the passage that names it, after the headline
+
+
+def test_facet_counts_say_what_ticking_a_value_would_show(archive, embedder):
+    q = "Hikvision"
+    vector = embedder.embed([q])[0]
+    _url, sessions, vectors = archive
+
+    def run(query: str, **fields):
+        with sessions() as session:
+            return search(session, SearchQuery(q=query, **fields), vectors=vectors, query_vector=vector if query else None, facets=True)
+
+    keys = {"vendors": "vendors", "countries": "countries", "actions": "actions", "sources": "sources"}
+    for query, mode in (("", "hybrid"), (q, "words"), (q, "hybrid")):
+        page = run(query, mode=mode, per_page=100)
+        assert set(page.facets) == set(keys) and any(count for values in page.facets.values() for _, count in values)
+        for facet, values in page.facets.items():
+            counts = [count for _, count in values]
+            assert counts == sorted(counts, reverse=True)
+            for value, count in values:
+                assert run(query, mode=mode, per_page=100, **{keys[facet]: (value,)}).total == count, (query, mode, facet, value)
+        ticked = run(query, mode=mode, vendors=("Hikvision",))
+        assert ticked.facets["vendors"] == page.facets["vendors"]  # a facet's own choice leaves its counts alone
+        for value, count in ticked.facets["countries"]:
+            assert run(query, mode=mode, per_page=100, vendors=("Hikvision",), countries=(value,)).total == count
+    assert run("").facets["countries"] and find(archive, embedder).facets is None  # counted only when asked
+
+
 @pytest.mark.parametrize("mode", ["words", "meaning", "hybrid"])
 def test_filters_apply_to_stories(archive, embedder, mode):
     q = "cameras drones ban" if mode != "words" else "ban"
@@ -237,11 +286,13 @@ def test_search_command_table_and_json(archive, monkeypatch):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["total"] == 1 and data["results"][0]["title"] == CANADA
-    assert set(data["results"][0]) == {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet", "article_id"}
+    design = {"story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet"}
+    assert set(data["results"][0]) == design | {"article_id", "matched", "similarity"} and data["results"][0]["matched"] == "words"
     assert "<mark>" not in data["results"][0]["snippet"]  # plain text for scripts; the API keeps the marks
     result = runner.invoke(app, ["search", "soldiers told to stop flying aircraft", "--limit", "2"])
     assert result.exit_code == 0, result.output
     assert "Australian" in result.stdout and "DJI" in result.stdout and "1 story" in result.stdout  # a rich table
+    assert "meaning" in result.stdout and "similar" in result.stdout  # how each story matched
     result = runner.invoke(app, ["search", "x", "--mode", "fuzzy"])
     assert result.exit_code == 2 and "mode must be one of" in result.output
     result = runner.invoke(app, ["search", "Hikvision", "--until", "9999-12-31"])

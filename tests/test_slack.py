@@ -117,10 +117,20 @@ def test_alert_has_the_headline_link_tags_score_evidence_and_other_sources():
 
 
 def test_alert_without_other_sources_evidence_or_archive_is_short():
-    text, blocks = alert_message(story(sources=1, why={}))
+    text, blocks = alert_message(story(sources=1, why={}, summary=""))
     check_block_kit(text, blocks)
     assert [block["type"] for block in blocks] == ["section", "context"]
     assert "Also in" not in json.dumps(blocks)
+
+
+def test_alert_opens_with_the_summary_and_names_the_topic_by_its_title():
+    text, blocks = alert_message(story(), topic="Bans on Chinese surveillance technology")
+    check_block_kit(text, blocks)
+    assert blocks[1]["text"]["text"].startswith("OTTAWA — The Canadian government ordered")
+    assert blocks[2]["elements"][0]["text"] == "*Topic* Bans on Chinese surveillance technology"
+    assert text.startswith("Bans on Chinese surveillance technology: Canada orders") and "china-surveillance-bans" not in json.dumps(blocks)
+    _text, blocks = batch_message([story(id=i) for i in range(5)], topic="Bans on Chinese surveillance technology", heading="5 new stories")
+    assert blocks[0]["text"]["text"] == "5 new stories · Bans on Chinese surveillance technology"
 
 
 def test_titles_with_markup_characters_are_escaped():
@@ -281,3 +291,31 @@ def test_nothing_listening_is_a_transient_error(caplog):
 def test_a_url_that_is_not_http_is_refused_at_once():
     with pytest.raises(ValueError, match="must start with https://"):
         SlackWebhook("hooks.slack.com/services/x")
+
+
+class FakeTime:
+    """A monotonic clock that only sleep moves, recording each wait: pacing tested without waiting."""
+
+    def __init__(self) -> None:
+        self.now, self.waits = 100.0, []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(round(seconds, 3))
+        self.now += seconds
+
+
+def test_posts_to_one_webhook_are_paced_a_second_apart(webhook):
+    fake = FakeTime()
+    client = SlackWebhook(webhook.url, sleep=fake.sleep, clock=fake.clock)
+    for n in range(3):
+        client.send(f"message {n}", [])
+    assert fake.waits == [1.0, 1.0] and [body["text"] for body in webhook.bodies] == ["message 0", "message 1", "message 2"]
+    fake.now += 0.4
+    client.send("a little later", [])
+    assert fake.waits[-1] == 0.6
+    fake.now += 5
+    client.send("much later", [])
+    assert len(fake.waits) == 3 and len(webhook.bodies) == 5  # no wait when the last post is old enough

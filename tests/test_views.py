@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from datetime import datetime, timedelta, timezone
+from xml.etree import ElementTree
 
+from monitor.export import write_atom
+from monitor.labels import lead, story_start
 from monitor.store.models import Article, ArticleTopic, Feed, Story, StoryTopic
-from monitor.store.views import lead, story_views
+from monitor.store.views import story_views
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=timezone.utc)
 TITLE = "Canada orders Hikvision cameras stripped from federal buildings"
@@ -18,6 +22,21 @@ def test_lead_leaves_out_a_repeated_headline_and_its_section_name():
     kept = f"Ottawa has given departments 18 months, a long preamble before anything else, as {TITLE} says."
     assert lead(kept, title=TITLE) == kept  # the headline deep in the text is not an opening
     assert lead("One. Two. " + "Three is long. " * 40, 20) == "One. Two."
+
+
+def test_a_section_name_line_goes_even_when_the_headline_differs_and_words_are_never_cut():
+    assert lead("World\nOttawa has given departments 18 months.", title="Some other headline") == "Ottawa has given departments 18 months."
+    assert lead("Analysis\n\nOttawa acts.") == "Ottawa acts."
+    first_line = "Ottawa has given departments 18 months to act.\nThe order follows a review."
+    assert lead(first_line, title="x") == first_line.replace("\n", " ")  # "x" inside "text" is no headline
+    assert story_start("Canada\n") == 0  # a line alone is the text, not a section name
+
+
+def test_the_exported_atom_summary_starts_where_the_story_starts():
+    stream = io.StringIO()
+    write_atom([{"url": "https://x.example/1", "title": TITLE, "published": None, "text": f"World\n{TITLE}\nOttawa has given departments 18 months."}], stream)
+    entry = ElementTree.fromstring(stream.getvalue().split("\n", 1)[1]).find("{http://www.w3.org/2005/Atom}entry")
+    assert entry.findtext("{http://www.w3.org/2005/Atom}summary") == "Ottawa has given departments 18 months."
 
 
 def test_story_views_list_sources_earliest_first_with_the_best_evidence(sessions):

@@ -344,3 +344,49 @@ def test_links_that_are_not_http_are_rendered_nowhere(sessions, embedder, config
         assert not re.search(r"\b(javascript|vbscript|data|file):", text), re.search(r".{80}\b(javascript|vbscript|data|file):.{80}", text)
     assert all(re.fullmatch(r"(/|https?://)\S*", href) for text in pages for href in re.findall(r'href="([^"]*)"', text))
 
+
+def test_results_say_how_they_matched_and_filters_count_their_stories(client):
+    answer = search(client, q="Hikvision")
+    by_title = {r["title"]: r for r in answer["results"]}
+    aarhus = by_title["Aarhus councillors vote to stop buying Chinese-made surveillance cameras"]  # never names Hikvision
+    assert aarhus["matched"] == "meaning" and 0 < aarhus["similarity"] < 1 and "<mark>" not in aarhus["snippet"]
+    assert {r["matched"] for r in answer["results"]} <= {"words", "meaning", "both"} and answer["facets"] is None
+    counted = search(client, q="Hikvision", facets="true")["facets"]
+    assert set(counted) == {"vendors", "countries", "actions", "sources"}
+    hikvision = next(f["count"] for f in counted["vendors"] if f["value"] == "Hikvision")
+    assert hikvision == search(client, q="Hikvision", vendor="Hikvision")["total"] >= 3
+    html = client.get("/", params={"q": "Hikvision"}).text
+    assert "matched by meaning · 0." in html and "matched by words and meaning · 0." in html
+    assert f'<span class="count" title="stories with this vendor among the results, the other filters applied">{hikvision}</span>' in html
+    rows = list(csv.DictReader(io.StringIO(client.get("/api/search.csv?q=Hikvision").text)))
+    assert {row["matched"] for row in rows} <= {"words", "meaning", "both"} and all(row["similarity"] for row in rows)
+
+
+def test_an_empty_search_is_newest_first_and_its_sort_box_says_so(client):
+    assert search(client)["sort"] == "newest" and search(client, sort="best")["sort"] == "newest"
+    assert search(client, q="Hikvision")["sort"] == "best"
+    empty = client.get("/").text
+    assert '<select name="sort" disabled' in empty and '<option value="newest" selected>' in empty and "newest first" in empty
+    query = client.get("/", params={"q": "Hikvision"}).text
+    assert '<option value="best" selected>' in query and "newest first" not in query
+
+
+def test_snippets_csv_and_atom_start_after_the_section_name_and_headline(client):
+    furniture = ("World", "Business", "Tech", "Security")
+    for mode in ("words", "hybrid"):
+        for row in csv.DictReader(io.StringIO(client.get(f"/api/search.csv?q=Hikvision&mode={mode}").text)):
+            assert not row["snippet"].lstrip("…").startswith(furniture) and row["title"] not in row["snippet"], row["snippet"]
+    feed = ElementTree.fromstring(client.get("/feed.atom").content)
+    for entry in feed.findall(f"{ATOM}entry"):
+        summary = entry.findtext(f"{ATOM}summary")
+        assert summary and not summary.startswith(furniture) and entry.findtext(f"{ATOM}title") not in summary
+
+
+def test_evidence_says_the_strongest_signals_in_words_and_pages_use_the_topic_title(client):
+    macros = client.app.state.templates.env.get_template("_macros.html").module
+    html = str(macros.evidence({"strongest_signals": ["action_mentions +2.5", "sim_margin -0.4", "brand_new_feature +1.1"]}))
+    assert "How often it names a ban, removal or other action: weighs strongly for the topic" in html
+    assert "How much closer it is to the examples than to the counter-examples: weighs against the topic" in html
+    assert "Brand new feature: weighs for the topic" in html and "action_mentions" not in html
+    story_id = search(client)["results"][0]["story_id"]
+    assert "relevant</span> to Bans on Chinese surveillance technology" in client.get(f"/stories/{story_id}").text

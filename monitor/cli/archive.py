@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from monitor.embed import SentenceTransformerEmbedder
+from monitor.labels import matched_by
 from monitor.cli.common import (
     app,
     ConfigOption,
@@ -117,7 +118,7 @@ def search_archive(
         return
     title = f"{found.total} {'story' if found.total == 1 else 'stories'}" + (f", page {page}" if found.total > limit else "")
     table = Table(title=title, show_lines=True)
-    for column in ("score", "date", "headline", "tags", "sources", "snippet"):
+    for column in ("score, match", "date", "headline", "tags", "sources", "snippet"):
         table.add_column(column, overflow="fold")
     for hit in found.results:
         snippet = Text()
@@ -125,5 +126,6 @@ def search_archive(
             snippet.append(html.unescape(part), style="bold" if number % 2 else "")
         tags = ", ".join(hit.vendors + hit.countries + hit.actions)
         when = hit.published.strftime("%Y-%m-%d") if hit.published else "-"
-        table.add_row(f"{hit.score:.2f}", when, Text(hit.title), Text(tags), str(len(hit.sources)), snippet)  # Text: no markup
+        how = matched_by(hit.matched, hit.similarity).removeprefix("matched by ").replace(" · ", "\n")
+        table.add_row(f"{hit.score:.2f}\n{how}".strip(), when, Text(hit.title), Text(tags), str(len(hit.sources)), snippet)  # Text: no markup
     Console().print(table)

@@ -98,18 +98,18 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
     """The output channels that are configured: Slack routes whose webhook variable is set, SMTP when a host and recipients are."""
     settings = settings or app.settings
     outputs = app.config.outputs
-    slack = []
+    slack, webhooks = [], {}
     for route in outputs.slack:
         url = route.url(settings)
         if not url:
             log.info("Slack route %s: %s is not set, so it sends nothing", route.name, route.webhook)
             continue
-        try:
-            webhook = SlackWebhook(url, timeout=settings.read_timeout, max_wait=settings.slack_max_wait, name=route.name)
+        try:  # one client per webhook, so that routes posting to the same one share its pace
+            webhooks[url] = webhooks.get(url) or SlackWebhook(url, timeout=settings.read_timeout, max_wait=settings.slack_max_wait, name=route.name)
         except ValueError as exc:
             log.error("Slack route %s: %s holds no usable webhook: %s", route.name, route.webhook, exc)
             continue
-        slack.append(SlackChannel(route, webhook))
+        slack.append(SlackChannel(route, webhooks[url]))
     recipients = settings.digest_recipients(outputs.digest.recipients)
     mail = None
     if settings.smtp_host and recipients:
@@ -133,6 +133,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         clock=utcnow,
         max_backoff=settings.delivery_max_backoff,
         claim_seconds=settings.delivery_claim,
+        titles={topic.name: topic.title for topic in app.config.topics if topic.title},
     )
 
 

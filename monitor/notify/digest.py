@@ -16,12 +16,14 @@ from monitor.config import DEFAULT_SUBJECT, check_subject_template
 from monitor.domain import StoryView, http_link
 from monitor.labels import (
     action_heading,
+    action_weight,
     as_utc,
     evidence,
     plural,
     short_time,
     shorten,
     tag_labels,
+    topic_title,
 )
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ class Item:
     tags: list[str]
     score: str
     why: str
-    sources: list[SourceLine]
+    sources: list[SourceLine]  # empty when the one source is the story's own line
     archive: str | None
 
 
@@ -112,6 +114,12 @@ def _zone(name: str) -> ZoneInfo:
 
 
 def _item(number: int, story: StoryView, zone: ZoneInfo, archive_url: str | None) -> Item:
+    sources = [
+        SourceLine(outlet=source.outlet, title=" ".join(source.title.split()), url=http_link(source.url) or "", when=short_time(source.published, zone))
+        for source in story.sources
+    ]
+    if len(sources) == 1 and sources[0].url == (http_link(story.url) or ""):
+        sources = []  # it would repeat the outlet and time under the headline
     return Item(
         number=number,
         title=" ".join(story.title.split()) or story.url,
@@ -122,20 +130,17 @@ def _item(number: int, story: StoryView, zone: ZoneInfo, archive_url: str | None
         tags=tag_labels(story.vendors, story.countries, story.actions),
         score=f"{story.score:.2f}",
         why=evidence(story.why),
-        sources=[
-            SourceLine(outlet=source.outlet, title=" ".join(source.title.split()), url=http_link(source.url) or "", when=short_time(source.published, zone))
-            for source in story.sources
-        ],
+        sources=sources,
         archive=f"{archive_url}/stories/{story.id}" if archive_url else None,
     )
 
 
 def group_stories(ranked: list[StoryView]) -> list[tuple[str, list[StoryView]]]:
-    """By each story's main action (bans, removals, …), groups in the order of their most important story."""
-    groups: dict[str, list[StoryView]] = {}
+    """By each story's main action, the weightiest first (labels.ACTION_ORDER: bans before calls for bans); ranked within each."""
+    groups: dict[str | None, list[StoryView]] = {}
     for story in ranked:
-        groups.setdefault(action_heading(story.actions[0] if story.actions else None), []).append(story)
-    return list(groups.items())
+        groups.setdefault(story.actions[0] if story.actions else None, []).append(story)
+    return [(action_heading(action), groups[action]) for action in sorted(groups, key=action_weight)]
 
 
 def build_digest(
@@ -147,9 +152,14 @@ def build_digest(
     subject_template: str = DEFAULT_SUBJECT,
     archive_url: str | None = None,
     timezone: str = "UTC",
+    title: str | None = None,
 ) -> Digest:
-    """The day's email: a header with counts, the stories grouped and ranked, every source linked; a short note when there is nothing."""
+    """The day's email: a header with counts, the headlines, the stories grouped and ranked, every source linked; a short note when there is nothing.
+
+    title is the topic's title from feeds.yaml (default: its name in words), used in the subject and heading.
+    """
     check_subject_template(subject_template)
+    topic = topic_title(topic, title)
     zone = _zone(timezone)
     archive_url = archive_url.rstrip("/") if archive_url else None
     ranked = rank_stories(stories, now=now)
@@ -157,6 +167,7 @@ def build_digest(
     countries = len({code for story in ranked for code in story.countries})
     number = iter(range(1, len(ranked) + 1))
     groups = [Group(heading, [_item(next(number), story, zone, archive_url) for story in members]) for heading, members in group_stories(ranked)]
+    headlines = [item for group in groups for item in group.items]
     subject = subject_template.format(
         count=len(ranked), stories=plural(len(ranked), "story", "stories"), topic=topic, day=day, articles=articles, countries=countries
     )
@@ -167,6 +178,7 @@ def build_digest(
         "day": f"{day:%A} {day.day} {day:%B %Y}",
         "counts": counts,
         "groups": groups,
+        "headlines": headlines if len(headlines) > 1 else [],
         "archive_url": archive_url,
         "generated": short_time(now, zone),
         "timezone": timezone,

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import DigestSpec, Outputs, SlackRoute
+from monitor.labels import plural, topic_title
 from monitor.notify.digest import Digest, build_digest, to_email
 from monitor.notify.email import Mailer, MailError
 from monitor.notify.slack import SlackError, SlackWebhook, alert_message, batch_message
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 FIRST_RETRY = 30.0
 BATCH_SIZE = 20
+BURST = 3  # more alerts than this due at once for one route go as one message: Slack takes about one a second
 
 
 @dataclass
@@ -67,6 +69,8 @@ class Sender:
     max_backoff: float = 3600.0
     claim_seconds: float = 300.0  # how long a claim holds: longer than any one send takes
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
+    titles: dict[str, str] = field(default_factory=dict)  # topic name -> its title in feeds.yaml
+    burst: int = BURST
 
     def owe_story(self, session: Session, story_id: int, topic: str) -> None:
         """The pipeline's hook, inside the transaction that made the story relevant: owe it to each route and the digest."""
@@ -115,9 +119,9 @@ class Sender:
             if channel is None:
                 log.warning("Slack route %s is owed %d alerts but has no webhook configured now", route, len(items))
                 continue
-            held = [item for item in items if item.held]
-            groups = [[item] for item in items if not item.held]
-            groups += [held[i : i + BATCH_SIZE] for i in range(0, len(held), BATCH_SIZE)]
+            fresh = [item for item in items if not item.held]
+            groups = _batches(fresh) if len(fresh) > self.burst else [[item] for item in fresh]
+            groups += _batches([item for item in items if item.held])
             for group in groups:
                 if not self._send_slack_group(channel, group, report):
                     break  # the webhook is failing: the rest of this route waits for the retry
@@ -137,11 +141,13 @@ class Sender:
                 outbox.mark_failed(session, ids, error="the story no longer exists", retry_at=None)
             return True
         archive = self.outputs.archive_url
+        title = topic_title(group[0].topic, self.titles.get(group[0].topic))
         if len(group) == 1 and not group[0].held:
-            text, blocks = alert_message(stories[0], archive_url=archive)
+            text, blocks = alert_message(stories[0], archive_url=archive, topic=title)
+        elif group[0].held:
+            text, blocks = batch_message(stories, archive_url=archive, note=self._quiet_note(channel.route), topic=title)
         else:
-            note = self._quiet_note(channel.route) if group[0].held else ""
-            text, blocks = batch_message(stories, archive_url=archive, note=note)
+            text, blocks = batch_message(stories, archive_url=archive, topic=title, heading=plural(len(stories), "new story", "new stories"))
         try:
             channel.webhook.send(text, blocks)
         except SlackError as exc:
@@ -231,8 +237,17 @@ class Sender:
             subject_template=spec.subject,
             archive_url=self.outputs.archive_url,
             timezone=spec.timezone,
+            title=self.titles.get(topic),
         )
         return digest, owed
+
+
+def _batches(items: list[outbox.Owed]) -> list[list[outbox.Owed]]:
+    """Deliveries in messages of up to BATCH_SIZE stories, one topic to a message (a story is shown with its topic's score)."""
+    by_topic: dict[str, list[outbox.Owed]] = defaultdict(list)
+    for item in items:
+        by_topic[item.topic].append(item)
+    return [same[i : i + BATCH_SIZE] for same in by_topic.values() for i in range(0, len(same), BATCH_SIZE)]
 
 
 def day_end(day: date, spec: DigestSpec) -> datetime:

@@ -30,6 +30,8 @@ TITLE_CHARS = 300
 TEXT_CHARS = 3000  # the notification fallback; Slack truncates long ones anyway
 ALSO_IN = 8  # other outlets named before "+N more"
 EVIDENCE_CHARS = 400
+SUMMARY_CHARS = 300
+MIN_INTERVAL = 1.0  # seconds between posts to one webhook: Slack allows about one message a second
 LINK_BAR = "∣"  # stands in for "|" inside link text, where Slack has no escape for it
 
 REASONS = {
@@ -79,8 +81,9 @@ def slack_date(moment: datetime | None) -> str:
     return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{short_time(moment)} UTC>"
 
 
-def _tag_elements(story: StoryView) -> list[dict]:
-    parts = [f"*Score* {story.score:.2f}"]
+def _tag_elements(story: StoryView, topic: str) -> list[dict]:
+    parts = [f"*Topic* {escape(topic)}"] if topic else []
+    parts.append(f"*Score* {story.score:.2f}")
     if story.vendors:
         parts.append("*Vendors* " + escape(", ".join(story.vendors)))
     if story.countries:
@@ -121,13 +124,16 @@ def _byline(story: StoryView) -> str:
     return " · ".join(part for part in (escape(story.outlet), when) if part)
 
 
-def alert_message(story: StoryView, *, archive_url: str | None = None) -> tuple[str, list[dict]]:
-    """One story as (notification text, Block Kit blocks): headline linked, outlet and time, tags, score, why, other sources."""
+def alert_message(story: StoryView, *, archive_url: str | None = None, topic: str = "") -> tuple[str, list[dict]]:
+    """One story as (notification text, Block Kit blocks): headline linked, outlet and time, its opening, topic, tags, score, why, other sources.
+
+    topic is the topic's title; the opening is the story's summary (labels.lead: no site furniture, no repeated headline).
+    """
     title = shorten(story.title, TITLE_CHARS)
-    blocks: list[dict] = [
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*{link(story.url, title)}*\n{_byline(story)}"}},
-        {"type": "context", "elements": _tag_elements(story)},
-    ]
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"*{link(story.url, title)}*\n{_byline(story)}"}}]
+    if story.summary.strip():
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": escape(shorten(story.summary, SUMMARY_CHARS))}})
+    blocks.append({"type": "context", "elements": _tag_elements(story, topic)})
     why = evidence(story.why)
     if why:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "_Why:_ " + escape(shorten(why, EVIDENCE_CHARS))}]})
@@ -138,7 +144,7 @@ def alert_message(story: StoryView, *, archive_url: str | None = None) -> tuple[
     if archive:
         button = {"type": "button", "text": {"type": "plain_text", "text": "Open in the archive"}, "url": archive}
         blocks.append({"type": "actions", "elements": [button]})
-    text = escape(shorten(f"{story.title} ({story.outlet}, score {story.score:.2f})", TEXT_CHARS))
+    text = escape(shorten(f"{topic + ': ' if topic else ''}{story.title} ({story.outlet}, score {story.score:.2f})", TEXT_CHARS))
     return text, blocks
 
 
@@ -156,9 +162,11 @@ def _compact(story: StoryView, archive_url: str | None) -> dict:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_CHARS]}}
 
 
-def batch_message(stories: list[StoryView], *, archive_url: str | None = None, note: str = "") -> tuple[str, list[dict]]:
-    """Several stories in one message (alerts held in quiet hours), in the order given; what does not fit is counted at the end."""
-    heading = f"{plural(len(stories), 'story', 'stories')} while you were away"
+def batch_message(
+    stories: list[StoryView], *, archive_url: str | None = None, note: str = "", topic: str = "", heading: str = ""
+) -> tuple[str, list[dict]]:
+    """Several stories in one message (alerts held in quiet hours, or a burst), in the order given; what does not fit is counted at the end."""
+    heading = (heading or f"{plural(len(stories), 'story', 'stories')} while you were away") + (f" · {topic}" if topic else "")
     blocks: list[dict] = [{"type": "header", "text": {"type": "plain_text", "text": shorten(heading, HEADER_CHARS)}}]
     if note:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": escape(shorten(note, SECTION_CHARS))}]})
@@ -253,6 +261,8 @@ class SlackWebhook:
         attempts: int = 3,
         sleep: Callable[[float], None] = time.sleep,
         name: str | None = None,
+        min_interval: float = MIN_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
     ):
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError(f"a Slack webhook URL must start with https:// (got one starting {url[:8]!r})")
@@ -267,18 +277,27 @@ class SlackWebhook:
             url, timeout=timeout, logger=SDK_LOG, retry_handlers=[_RateLimit(retries, max_wait, sleep), server, connection]
         )
         self.label = f"Slack webhook{f' for route {name}' if name else ''} ({redact(url)})"
+        self.min_interval = min_interval
+        self._sleep, self._clock = sleep, clock
+        self._last_post = float("-inf")
 
     def send(self, text: str, blocks: list[dict]) -> None:
-        """Posts one message; raises SlackError saying what went wrong and whether a later try can help."""
+        """Posts one message, min_interval after the last one at the soonest; raises SlackError saying what went wrong and whether a later try can help."""
+        wait = self._last_post + self.min_interval - self._clock()
+        if wait > 0:
+            self._sleep(wait)
         try:
             response = self._client.send(text=text, blocks=blocks)
         except _WaitTooLong as exc:
+            self._last_post = self._clock()
             raise SlackError(
                 f"{self.label} is rate limited for {exc.seconds:.0f} s, longer than we wait in place", permanent=False, status=429, retry_after=exc.seconds
             ) from None
         except (URLError, OSError) as exc:
+            self._last_post = self._clock()
             reason = getattr(exc, "reason", None) or exc
             raise SlackError(f"{self.label} could not be reached after {plural(self.attempts, 'attempt')}: {reason}", permanent=False) from None
+        self._last_post = self._clock()
         if response.status_code == 200:
             log.debug("%s took the message", self.label)
             return

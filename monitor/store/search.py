@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, timezone
 
 import numpy as np
-from sqlalchemy import Integer, Text, cast, column, distinct, exists, func, literal_column, or_, select, table, true
+from sqlalchemy import Integer, Text, cast, column, func, literal_column, select, table, true
 from sqlalchemy.orm import Session
 
+from monitor.labels import lead, story_start
+from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, story_date, story_filters
 from monitor.store.models import Article, Feed, Story, StoryTopic
-from monitor.store.terms import MARK_END, MARK_START, Terms, clean, fuse, parse_terms, render_snippet, unmarked
+from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet, unmarked
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
-from monitor.store.views import lead, outlet_name
+from monitor.store.views import outlet_name
 
 __all__ = [
     "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
@@ -31,8 +33,8 @@ MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
-SNIPPET_TOKENS = 24
-HEADLINE_OPTIONS = f'StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=" … "'
+SNIPPET_WORDS = 30
+HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
 REGCONFIG = literal_column("'english'::regconfig")
 
 # the search objects that migrations 0004, 0005 and 0006 add beside the models
@@ -52,23 +54,6 @@ class SearchError(ValueError):
 
 
 @dataclass(frozen=True)
-class SearchQuery:
-    q: str = ""
-    mode: str = "hybrid"  # words | meaning | hybrid
-    topic: str = "china-surveillance-bans"
-    relevant: bool = True  # only stories relevant to the topic
-    vendors: tuple[str, ...] = ()  # canonical vendor names as stored in tags; case does not matter
-    countries: tuple[str, ...] = ()  # ISO alpha-2 / "EU"
-    actions: tuple[str, ...] = ()  # ban, removal, blacklist, ...
-    sources: tuple[str, ...] = ()  # outlet names (as outlet_name() gives them) or feed names
-    since: date | None = None
-    until: date | None = None  # inclusive
-    sort: str = "best"  # best | newest (an empty q lists newest first)
-    page: int = 1
-    per_page: int = 20
-
-
-@dataclass(frozen=True)
 class SearchHit:
     story_id: int
     title: str
@@ -82,6 +67,8 @@ class SearchHit:
     snippet: str  # safe HTML: the text escaped, matched words in <mark>…</mark>
     article_id: int  # the best-matching article
     rank: float  # the relevance (higher better): -bm25 / ts_rank, cosine, or the fused score
+    matched: str | None = None  # how the query found it: "words", "meaning" or "both"; None for a list without a query
+    similarity: float | None = None  # cosine of the query and the story's nearest article, when meaning took part
 
 
 @dataclass(frozen=True)
@@ -90,6 +77,7 @@ class SearchPage:
     results: list[SearchHit]
     query: SearchQuery
     notice: str | None = None
+    facets: Facets | None = None  # asked for with facets=True: each filter's values with their numbers of stories
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
@@ -100,8 +88,8 @@ def is_search_index(name: str | None, type_: str, parent_names: dict | None = No
     return tables or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX, VECTOR_COLUMN, VECTOR_INDEX)
 
 
-def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_vector: np.ndarray | None) -> SearchPage:
-    """One page of the stories that match a query, best (or newest) first.
+def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_vector: np.ndarray | None, facets: bool = False) -> SearchPage:
+    """One page of the stories that match a query, best (or newest) first; with facets, each filter's values counted.
 
     query_vector is the embedder's vector of query.q: None when q is empty or the mode is words.
     """
@@ -119,26 +107,40 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     vector = query_vector if text and query.mode != "words" else None
     if text and query.mode != "words" and vector is None:
         notices.append("no meaning search: the query has no vector")
-    filters = _story_filters(query, dialect)
+    filters = story_filters(query, dialect)
     offset, limit = (query.page - 1) * query.per_page, query.per_page
     newest = query.sort == "newest" or not text
+    matched: dict[int, str] = {}
+    similarity: dict[int, float] = {}
+    matching = true()  # the stories the query finds, before any facet filter: what facet counts count
     if not text:
         total = session.scalar(select(func.count()).select_from(Story).where(*filters))
-        newest_first = select(Story.id).where(*filters).order_by(_story_date().desc(), Story.id.desc())
+        newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
         rows = [(story_id, None, 0.0) for story_id in session.scalars(newest_first.limit(limit).offset(offset))]
     elif query.mode == "words" and terms is not None:
         rows, total = _words(session, dialect, terms, filters, limit=limit, offset=offset, newest=newest)
         total = total if rows or not offset else _words_total(session, dialect, terms, filters)  # a page past the end
+        matched = dict.fromkeys((row[0] for row in rows), "words")
+        matching = Story.id.in_(_word_matches(dialect, terms))
     else:
-        words = _words(session, dialect, terms, filters, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
-        meaning = _meaning(session, filters, vectors, vector) if vector is not None else []
+        words, meaning = _candidates(session, dialect, terms, vector, filters, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning
+        if facets:
+            chosen = facet_filters(query, dialect)
+            unfaceted = _candidates(session, dialect, terms, vector, base_filters(query), vectors) if chosen else (words, meaning)
+            matching = Story.id.in_(sorted({row[0] for found in unfaceted for row in found}))
+        by_words, similarity = {row[0] for row in words}, {row[0]: row[2] for row in meaning}
+        matched = {row[0]: "both" if row[0] in by_words and row[0] in similarity else "words" if row[0] in by_words else "meaning" for row in ranked}
         if newest:
             dates = _story_dates(session, [row[0] for row in ranked])
             ranked.sort(key=lambda row: (dates.get(row[0]) or datetime.min.replace(tzinfo=timezone.utc), row[0]), reverse=True)
         total, rows = len(ranked), ranked[offset : offset + limit]
-    hits = _hits(session, dialect, rows, terms, query.topic)
-    return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None)
+        unknown = [row[0] for row in rows if row[0] not in similarity]
+        if vector is not None and unknown:
+            similarity |= _similarities(session, unknown, vector)
+    hits = _hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
+    counts = facet_counts(session, query, matching) if facets else None
+    return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None, facets=counts)
 
 
 def similar_stories(session: Session, story_id: int, *, topic: str, vectors: VectorIndex, k: int = 5) -> list[SearchHit]:
@@ -153,20 +155,8 @@ def similar_stories(session: Session, story_id: int, *, topic: str, vectors: Vec
     else:
         nearest = vectors.nearest(vector, CANDIDATES + len(blobs))
     ranked = _by_story(session, nearest, skip={story_id})[:k]
-    return _hits(session, session.get_bind().dialect.name, ranked, None, topic)
-
-
-def filter_options(session: Session, *, topic: str) -> dict[str, list[str]]:
-    """The vendors, countries, actions and outlets present among the topic's stories, for the filter lists."""
-    dialect = session.get_bind().dialect.name
-    scored = exists().where(StoryTopic.story_id == Story.id, StoryTopic.topic == clean(topic))
-    options = {}
-    for name, tags in (("vendors", Story.vendors), ("countries", Story.countries), ("actions", Story.actions)):
-        elements = _json_elements(tags, dialect)
-        options[name] = session.scalars(select(elements.c.value).distinct().select_from(Story).join(elements, true()).where(scored)).all()
-    outlet = func.coalesce(Article.site_name, Feed.name)
-    options["sources"] = session.scalars(select(outlet).distinct().outerjoin(Feed, Feed.id == Article.feed_id).where(outlet.is_not(None))).all()
-    return {name: sorted(values, key=str.casefold) for name, values in options.items()}
+    similarity = {row[0]: row[2] for row in ranked}
+    return _hits(session, session.get_bind().dialect.name, ranked, None, topic, matched={}, similarity=similarity)
 
 
 def _validate(query: SearchQuery) -> None:
@@ -189,39 +179,6 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _story_date():
-    return func.coalesce(Story.published_at, Story.first_seen_at)
-
-
-def _json_elements(tags, dialect: str):
-    """The elements of a JSON list column as rows of a `value` column."""
-    function = func.json_each if dialect == "sqlite" else func.json_array_elements_text
-    return function(tags).table_valued("value").alias()
-
-
-def _story_filters(query: SearchQuery, dialect: str) -> list:
-    """The query's filters as conditions on stories (correlated subqueries, so any statement over stories can use them)."""
-    conditions = []
-    if query.relevant:
-        # IN, not a correlated EXISTS: SQLite builds the set of relevant stories once (6x faster at 100,000)
-        relevant = select(StoryTopic.story_id).where(StoryTopic.topic == clean(query.topic), StoryTopic.relevant.is_(True))
-        conditions.append(Story.id.in_(relevant))
-    for tags, values in ((Story.vendors, query.vendors), (Story.countries, query.countries), (Story.actions, query.actions)):
-        wanted = sorted({clean(v).strip().lower() for v in values} - {""})
-        if wanted:
-            elements = _json_elements(tags, dialect)
-            conditions.append(exists(select(1).select_from(elements).where(func.lower(elements.c.value).in_(wanted))))
-    names = sorted({clean(v).strip().lower() for v in query.sources} - {""})
-    if names:
-        named = or_(func.lower(Article.site_name).in_(names), func.lower(Feed.name).in_(names))
-        conditions.append(exists(select(1).select_from(Article).outerjoin(Feed, Feed.id == Article.feed_id).where(Article.story_id == Story.id, named)))
-    if query.since:
-        conditions.append(_story_date() >= datetime.combine(query.since, time.min, tzinfo=timezone.utc))
-    if query.until:
-        conditions.append(_story_date() < datetime.combine(query.until + timedelta(days=1), time.min, tzinfo=timezone.utc))
-    return conditions
-
-
 def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit: int, offset: int, newest: bool) -> tuple[list[tuple], int]:
     """(story id, best article id, rank) of the stories whose articles hold the words, best or newest first; and their number.
 
@@ -238,12 +195,12 @@ def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit
             .join(Story, Story.id == story_id)
             .where(*filters)
             .group_by(story_id)
-            .order_by(*((_story_date().desc(), story_id.desc()) if newest else (best.desc(), story_id)))
+            .order_by(*((story_date().desc(), story_id.desc()) if newest else (best.desc(), story_id)))
         )
     else:
         tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
         hits = (
-            select(Article.story_id, Article.id, func.ts_rank(_tsvector, tsquery).label("rank"), _story_date().label("at"))
+            select(Article.story_id, Article.id, func.ts_rank(_tsvector, tsquery).label("rank"), story_date().label("at"))
             .join(Story, Story.id == Article.story_id)
             .where(_tsvector.op("@@")(tsquery), *filters)
             .subquery()
@@ -260,14 +217,24 @@ def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit
 
 
 def _words_total(session: Session, dialect: str, terms: Terms, filters: list) -> int:
+    found = _word_matches(dialect, terms).subquery()
+    return session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
+
+
+def _word_matches(dialect: str, terms: Terms):
+    """The ids of the stories whose articles hold the words (a subquery, each id once)."""
     if dialect == "sqlite":
-        story_id = _story_map.c.story_id
-        matches = select(func.count(distinct(story_id))).select_from(_fts).join(_story_map, _story_map.c.article_id == _fts.c.rowid)
-        matches = matches.where(_fts_match(terms.fts5()))
-    else:
-        story_id = Article.story_id
-        matches = select(func.count(distinct(story_id))).where(_tsvector.op("@@")(func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))))
-    return session.scalar(matches.join(Story, Story.id == story_id).where(*filters))
+        matches = select(_story_map.c.story_id).select_from(_fts).join(_story_map, _story_map.c.article_id == _fts.c.rowid)
+        return matches.where(_fts_match(terms.fts5())).distinct()
+    tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
+    return select(Article.story_id).where(_tsvector.op("@@")(tsquery), Article.story_id.is_not(None)).distinct()
+
+
+def _candidates(session: Session, dialect: str, terms: Terms | None, vector: np.ndarray | None, filters: list, vectors: VectorIndex) -> tuple[list, list]:
+    """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion."""
+    words = _words(session, dialect, terms, filters, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
+    meaning = _meaning(session, filters, vectors, vector) if vector is not None else []
+    return words, meaning
 
 
 def _meaning(session: Session, filters: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
@@ -305,12 +272,28 @@ def _fused(words: list[tuple], meaning: list[tuple]) -> list[tuple]:
     return sorted(((story, article[story], score) for story, score in fused.items()), key=lambda row: (-row[2], row[0]))
 
 
+def _similarities(session: Session, story_ids: list[int], vector: np.ndarray) -> dict[int, float]:
+    """Cosine of the query and each story's nearest article, for a page's stories that the meaning ranking did not reach."""
+    vector = np.asarray(vector, dtype=np.float32)
+    vector = vector / (np.linalg.norm(vector) or 1.0)
+    best: dict[int, float] = {}
+    rows = session.execute(select(Article.story_id, Article.embedding).where(Article.story_id.in_(story_ids), Article.embedding.is_not(None)))
+    for story_id, blob in rows:
+        article = np.frombuffer(blob, dtype=np.float32)
+        if article.shape == vector.shape:
+            cosine = float(article @ vector / (np.linalg.norm(article) or 1.0))
+            best[story_id] = max(cosine, best.get(story_id, -1.0))
+    return best
+
+
 def _story_dates(session: Session, story_ids: list[int]) -> dict[int, datetime]:
-    return dict(session.execute(select(Story.id, _story_date()).where(Story.id.in_(story_ids))).all()) if story_ids else {}
+    return dict(session.execute(select(Story.id, story_date()).where(Story.id.in_(story_ids))).all()) if story_ids else {}
 
 
-def _hits(session: Session, dialect: str, rows: list[tuple], terms: Terms | None, topic: str) -> list[SearchHit]:
-    """The page's stories as hits: tags, topic score, outlets, and a snippet of the best article."""
+def _hits(
+    session: Session, dialect: str, rows: list[tuple], terms: Terms | None, topic: str, *, matched: dict[int, str], similarity: dict[int, float]
+) -> list[SearchHit]:
+    """The page's stories as hits: tags, topic score, outlets, a snippet of the best article, and how the query found each."""
     ids = [row[0] for row in rows]
     if not ids:
         return []
@@ -357,6 +340,8 @@ def _hits(session: Session, dialect: str, rows: list[tuple], terms: Terms | None
                 snippet=snippets.get(article_id, ""),
                 article_id=article_id or 0,
                 rank=float(rank),
+                matched=matched.get(story_id),
+                similarity=round(similarity[story_id], 3) if story_id in similarity else None,
             )
         )
     return hits
@@ -366,18 +351,27 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
     """Safe HTML snippets: the matched passage with <mark>s where the words matched, else the article's lead."""
     raw: dict[int, str] = {}
     if terms is not None and article_ids:
+        # the whole text highlighted, so that the passage can start after the section name and headline that open it
         if dialect == "sqlite":
-            snippet = func.snippet(literal_column(FTS_TABLE), -1, MARK_START, MARK_END, "…", SNIPPET_TOKENS)
-            statement = select(_fts.c.rowid, snippet).where(_fts_match(terms.fts5()), _fts.c.rowid.in_(article_ids))
+            highlighted = func.highlight(literal_column(FTS_TABLE), 1, MARK_START, MARK_END)  # column 1: the text
+            statement = (
+                select(_fts.c.rowid, highlighted, Article.title)
+                .join(Article, Article.id == _fts.c.rowid)
+                .where(_fts_match(terms.fts5()), _fts.c.rowid.in_(article_ids))
+            )
         else:
             tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
-            body = func.coalesce(func.nullif(Article.text, ""), Article.title)
-            statement = select(Article.id, func.ts_headline(REGCONFIG, body, tsquery, HEADLINE_OPTIONS)).where(
-                Article.id.in_(article_ids), _tsvector.op("@@")(tsquery)
+            statement = select(Article.id, func.ts_headline(REGCONFIG, Article.text, tsquery, HIGHLIGHT_ALL), Article.title).where(
+                Article.id.in_(article_ids), _tsvector.op("@@")(tsquery), func.coalesce(Article.text, "") != ""
             )
-        raw.update((article_id, text) for article_id, text in session.execute(statement) if MARK_START in (text or ""))
+        for article_id, text, title in session.execute(statement):
+            plain = unmarked(text or "")
+            passage = marked_passage(cut_marked(text or "", story_start(plain, title)), SNIPPET_WORDS)
+            if passage:  # else the words matched only the headline: the lead says more
+                raw[article_id] = passage
     rest = [a for a in article_ids if a not in raw]
     if rest:
         for article_id, title, text, summary in session.execute(select(Article.id, Article.title, Article.text, Article.summary).where(Article.id.in_(rest))):
             raw[article_id] = unmarked(lead(text or summary, 200, title=title) or title)
     return {article_id: render_snippet(text) for article_id, text in raw.items()}
+

@@ -8,6 +8,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 MAX_TERMS = 32
+SENTENCE_ENDS = (".", "!", "?", ".”", "?”", '."', "…")
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 MARK_START, MARK_END = "\ue000", "\ue001"  # private-use sentinels around matched words, turned into <mark> after escaping
 
@@ -71,6 +72,40 @@ def render_snippet(raw: str) -> str:
     joined = " ".join(raw.split()).replace(f"{MARK_END} {MARK_START}", " ")  # one mark over adjacent words
     escaped = html.escape(joined, quote=False)
     return escaped.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
+
+
+def cut_marked(raw: str, start: int) -> str:
+    """raw from the start-th character of its text without sentinels; a mark the cut falls inside is reopened."""
+    seen, inside = 0, False
+    for at, character in enumerate(raw):
+        if character in (MARK_START, MARK_END):
+            inside = character == MARK_START
+            continue
+        if seen == start:
+            return (MARK_START if inside else "") + raw[at:]
+        seen += 1
+    return ""
+
+
+def marked_passage(raw: str, words: int) -> str:
+    """About `words` words of a highlighted text from the start of the sentence of its first mark (or a few words before it,
+    in a long sentence), with … where it is cut; empty without marks."""
+    tokens = raw.split()
+    first = next((i for i, token in enumerate(tokens) if MARK_START in token), None)
+    if first is None:
+        return ""
+    begin = max(0, first - words // 5)
+    for at in range(first - 1, max(-1, first - words // 2 - 1), -1):
+        if at < 0 or tokens[at].endswith(SENTENCE_ENDS):
+            begin = at + 1
+            break
+    begin = max(0, min(begin, len(tokens) - words))
+    end = min(len(tokens), begin + words)
+    opened = "".join(tokens[:begin]).rfind(MARK_START) > "".join(tokens[:begin]).rfind(MARK_END)
+    passage = (MARK_START if opened else "") + " ".join(tokens[begin:end])
+    if passage.rfind(MARK_START) > passage.rfind(MARK_END):
+        passage += MARK_END
+    return ("…" if begin else "") + passage + ("…" if end < len(tokens) else "")
 
 
 def fuse(*rankings: list[int]) -> dict[int, float]:

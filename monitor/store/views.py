@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -13,10 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from monitor.domain import Source, StoryView
+from monitor.labels import lead
 from monitor.store.models import Article, ArticleTopic, Feed, Story, StoryTopic
 
-SUMMARY_CHARS = 280
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def outlet_name(site_name: str | None, feed_name: str | None, url: str) -> str:
@@ -33,31 +31,6 @@ def as_source(article: Article, feed_name: str | None) -> Source:
         published=article.published_at,
         copy_kind=article.copy_kind,
     )
-
-
-HEADLINE_SLACK = 40  # characters of section name or kicker a page may put before the repeated headline
-
-
-def without_headline(text: str, title: str) -> str:
-    """The text without its opening headline: pages often repeat it (after a section name) where the article starts."""
-    headline = " ".join(title.split())
-    if not headline:
-        return text
-    at = text.lower().find(headline.lower(), 0, len(headline) + HEADLINE_SLACK)
-    return text[at + len(headline) :].lstrip(" .:|—-") if at != -1 else text
-
-
-def lead(text: str, limit: int = SUMMARY_CHARS, *, title: str = "") -> str:
-    """The first sentences of a text that fit in limit characters (one cut sentence when none fits), headline left out."""
-    text = without_headline(" ".join(text.split()), title)
-    if len(text) <= limit:
-        return text
-    taken = ""
-    for sentence in SENTENCE_END.split(text):
-        if len(taken) + len(sentence) + 1 > limit:
-            break
-        taken = f"{taken} {sentence}".strip()
-    return taken or text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
 def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> list[StoryView]:

@@ -8,11 +8,11 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from monitor.domain import StoryView
 from monitor.export import write_atom
@@ -46,6 +46,13 @@ class Hit(BaseModel):
     sources: list[str]
     snippet: str
     article_id: int
+    matched: Literal["words", "meaning", "both"] | None = Field(None, description="How the query found the story; null without a query.")
+    similarity: float | None = Field(None, description="Cosine of the query and the story's nearest article (0-1), when meaning took part.")
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int = Field(description="Stories the search finds with this value, the other filters applied.")
 
 
 class SearchAnswer(BaseModel):
@@ -56,6 +63,8 @@ class SearchAnswer(BaseModel):
     per_page: int
     pages: int
     topic: str
+    sort: Literal["best", "newest"]
+    facets: dict[str, list[FacetValue]] | None = Field(None, description="With facets=true: vendors, countries, actions, sources; most stories first.")
 
 
 class StoryAnswer(BaseModel):
@@ -73,7 +82,7 @@ def _archive(request: Request) -> data.Archive:
 
 @router.get("/api/search", response_model=SearchAnswer, tags=["search"])
 def api_search(request: Request, params: Params) -> dict:
-    """Stories matching the query and filters, best match (or newest) first."""
+    """Stories matching the query and filters, best match (or newest) first; with facets=true, each filter value's count too."""
     return data.search_data(_archive(request), params)
 
 
@@ -95,7 +104,7 @@ def api_search_json(request: Request, params: Params) -> StreamingResponse:
 def api_search_csv(request: Request, params: Params) -> StreamingResponse:
     """Every matching story (up to 10,000) as CSV, streamed; tags and sources joined by '; ', the snippet as plain text."""
     rows = data.export_rows(_archive(request), params)
-    columns = [*data.HIT_FIELDS, "article_id"]
+    columns = [*data.HIT_FIELDS, "article_id", "matched", "similarity"]
 
     def lines() -> Iterator[str]:
         buffer = io.StringIO()

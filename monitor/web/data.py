@@ -38,10 +38,10 @@ class Archive:
 
 
 def hit_dict(hit: engine.SearchHit) -> dict:
-    """A search result in the API's contract shape (DESIGN.md), plus the best article's id."""
+    """A search result in the API's contract shape (DESIGN.md), plus the best article's id and how the query found it."""
     row = {name: getattr(hit, name) for name in HIT_FIELDS}
     row["published"] = hit.published.isoformat() if hit.published else None
-    row["article_id"] = hit.article_id
+    row.update(article_id=hit.article_id, matched=hit.matched, similarity=hit.similarity)
     return row
 
 
@@ -57,23 +57,25 @@ def _query(archive: Archive, params: SearchParams, **changes) -> engine.SearchQu
         raise HTTPException(422, str(exc.args[0])) from exc
 
 
-def _run(archive: Archive, session: Session, query: engine.SearchQuery) -> engine.SearchPage:
+def _run(archive: Archive, session: Session, query: engine.SearchQuery, *, facets: bool = False) -> engine.SearchPage:
     """Embeds the query only when meaning takes part; a query the engine refuses is a 422 with its reason."""
     vector = None
     if query.q.strip() and query.mode != "words":
         archive.vectors.refresh(session)
         vector = archive.embedder.embed([query.q])[0]
     try:
-        return engine.search(session, query, vectors=archive.vectors, query_vector=vector)
+        return engine.search(session, query, vectors=archive.vectors, query_vector=vector, facets=facets)
     except engine.SearchError as exc:
         raise HTTPException(422, str(exc)) from exc
 
 
-def search_data(archive: Archive, params: SearchParams, **changes) -> dict:
+def search_data(archive: Archive, params: SearchParams, *, facets: bool = False, **changes) -> dict:
+    """A page of results; with facets (or params.facets), every filter value with the number of stories it would show."""
     query = _query(archive, params, **changes)
     with archive.sessions() as session:
-        page = _run(archive, session, query)
+        page = _run(archive, session, query, facets=facets or params.facets)
     pages = max(1, -(-page.total // query.per_page))
+    counted = page.facets
     return {
         "total": page.total,
         "results": [hit_dict(hit) for hit in page.results],
@@ -82,6 +84,8 @@ def search_data(archive: Archive, params: SearchParams, **changes) -> dict:
         "per_page": query.per_page,
         "pages": pages,
         "topic": query.topic,
+        "sort": query.sort,
+        "facets": {name: [{"value": value, "count": count} for value, count in values] for name, values in counted.items()} if counted else None,
     }
 
 

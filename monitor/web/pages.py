@@ -21,9 +21,8 @@ def _render(request: Request, template: str, context: dict) -> HTMLResponse:
 @router.get("/", response_class=HTMLResponse)
 def search_page(request: Request, params: Annotated[SearchParams, Query()]) -> HTMLResponse:
     archive: data.Archive = request.app.state.archive
-    found = data.search_data(archive, params)
-    options = data.options_data(archive, found["topic"])
-    return _render(request, "search.html", {"found": found, "params": params, "options": options})
+    found = data.search_data(archive, params, facets=True)
+    return _render(request, "search.html", {"found": found, "params": params})
 
 
 @router.get("/stories/{story_id}", response_class=HTMLResponse)

@@ -12,7 +12,7 @@ from monitor.store.search import FIRST_DAY, LAST_DAY, SearchQuery
 
 MAX_PER_PAGE = 100
 MAX_PAGE = 500
-SCALARS = {"mode", "sort", "topic", "since", "until", "page", "per_page", "relevant"}
+SCALARS = {"mode", "sort", "topic", "since", "until", "page", "per_page", "relevant", "facets"}
 
 
 def _blank_to_none(value: Any) -> Any:
@@ -35,9 +35,10 @@ class SearchParams(BaseModel):
     source: list[str] = Field(default_factory=list, description="Outlet name; repeatable.")
     since: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="First day, YYYY-MM-DD.")
     until: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY, description="Last day (inclusive), YYYY-MM-DD.")
-    sort: Literal["best", "newest"] = Field("best", description="best (match) or newest.")
+    sort: Literal["best", "newest"] | None = Field(None, description="best (match) or newest; without words, always newest (the default).")
     page: int = Field(1, ge=1, le=MAX_PAGE, description="Page number, from 1.")
     per_page: int = Field(20, ge=1, le=MAX_PER_PAGE, description=f"Stories per page, at most {MAX_PER_PAGE}.")
+    facets: bool = Field(False, description="Also count the stories of each vendor, country, action and source (the other filters applied).")
 
     @field_validator("vendor", "country", "action", "source", mode="before")
     @classmethod
@@ -60,7 +61,7 @@ class SearchParams(BaseModel):
         return self
 
     def to_query(self, config: Config, **changes: Any) -> SearchQuery:
-        """The engine's query; an unknown topic is a ValueError with the known names."""
+        """The engine's query; an unknown topic is a ValueError with the known names. Without words there is no match to rank by: newest first."""
         topic = config.topic(self.topic).name if self.topic else config.topics[0].name
         fields = {
             "q": self.q,
@@ -73,7 +74,7 @@ class SearchParams(BaseModel):
             "sources": tuple(self.source),
             "since": self.since,
             "until": self.until,
-            "sort": self.sort,
+            "sort": (self.sort or "best") if self.q.strip() else "newest",
             "page": self.page,
             "per_page": self.per_page,
         }

@@ -10,7 +10,7 @@ from starlette.requests import Request
 
 from monitor.config import Config
 from monitor.domain import http_link
-from monitor.labels import action_label, country_name
+from monitor.labels import action_label, country_name, evidence_key, matched_by, signal_words, topic_title
 
 
 def _parsed(value: str | datetime | None) -> datetime | None:
@@ -32,10 +32,6 @@ def moment(value: str | datetime | None) -> str:
     return f"{when.day} {when:%b %Y %H:%M} UTC" if when else "time unknown"
 
 
-def key_label(value: str) -> str:
-    return value.replace("_", " ").capitalize()
-
-
 def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...] = (), **changes: object) -> str:
     """The current query string on another page or path (the token is never copied into links: the cookie has it)."""
     skip = {"token", *drop, *changes}
@@ -46,5 +42,10 @@ def query_url(request: Request, path: str | None = None, *, drop: tuple[str, ...
 
 
 def install_filters(environment: Environment, config: Config) -> None:
-    environment.filters.update(day=day, moment=moment, action=action_label, key=key_label, country=country_name, link=http_link)
-    environment.globals.update(query_url=query_url, topics=[t.name for t in config.topics])
+    titles = {t.name: topic_title(t.name, t.title) for t in config.topics}
+    environment.filters.update(
+        day=day, moment=moment, action=action_label, key=evidence_key, country=country_name, signal=signal_words,
+        matched_by=lambda hit: matched_by(hit["matched"], hit["similarity"]), topic=lambda name: titles.get(name) or topic_title(name),
+        link=http_link, facet_value=lambda value: {"value": value, "count": 0},
+    )  # fmt: skip
+    environment.globals.update(query_url=query_url, topics=list(titles))

@@ -1,0 +1,120 @@
+"""The archive's filters as conditions on stories, and their facet counts: each value with the number of stories a search finds."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import and_, case, distinct, exists, func, or_, select, true
+from sqlalchemy.orm import Session
+
+from monitor.store.models import Article, Feed, Story, StoryTopic
+from monitor.store.terms import clean
+
+log = logging.getLogger(__name__)
+
+FACETS = ("vendors", "countries", "actions", "sources")
+TAG_COLUMNS = {"vendors": Story.vendors, "countries": Story.countries, "actions": Story.actions}
+
+@dataclass(frozen=True)
+class SearchQuery:
+    q: str = ""
+    mode: str = "hybrid"  # words | meaning | hybrid
+    topic: str = "china-surveillance-bans"
+    relevant: bool = True  # only stories relevant to the topic
+    vendors: tuple[str, ...] = ()  # canonical vendor names as stored in tags; case does not matter
+    countries: tuple[str, ...] = ()  # ISO alpha-2 / "EU"
+    actions: tuple[str, ...] = ()  # ban, removal, blacklist, ...
+    sources: tuple[str, ...] = ()  # outlet names (as outlet_name() gives them) or feed names
+    since: date | None = None
+    until: date | None = None  # inclusive
+    sort: str = "best"  # best | newest (an empty q lists newest first)
+    page: int = 1
+    per_page: int = 20
+
+
+Facets = dict[str, list[tuple[str, int]]]  # facet -> (value, stories), most stories first
+
+
+def story_date():
+    return func.coalesce(Story.published_at, Story.first_seen_at)
+
+
+def json_elements(tags, dialect: str):
+    """The elements of a JSON list column as rows of a `value` column."""
+    function = func.json_each if dialect == "sqlite" else func.json_array_elements_text
+    return function(tags).table_valued("value").alias()
+
+
+def base_filters(query: SearchQuery) -> list:
+    """The conditions that are not facets: relevance to the topic and the dates."""
+    conditions = []
+    if query.relevant:
+        # IN, not a correlated EXISTS: SQLite builds the set of relevant stories once (6x faster at 100,000)
+        relevant = select(StoryTopic.story_id).where(StoryTopic.topic == clean(query.topic), StoryTopic.relevant.is_(True))
+        conditions.append(Story.id.in_(relevant))
+    if query.since:
+        conditions.append(story_date() >= datetime.combine(query.since, time.min, tzinfo=timezone.utc))
+    if query.until:
+        conditions.append(story_date() < datetime.combine(query.until + timedelta(days=1), time.min, tzinfo=timezone.utc))
+    return conditions
+
+
+def facet_filters(query: SearchQuery, dialect: str) -> dict:
+    """The condition of each facet with chosen values (any of them), as correlated subqueries on stories."""
+    conditions = {}
+    for name, values in (("vendors", query.vendors), ("countries", query.countries), ("actions", query.actions)):
+        wanted = sorted({clean(v).strip().lower() for v in values} - {""})
+        if wanted:
+            elements = json_elements(TAG_COLUMNS[name], dialect)
+            conditions[name] = exists(select(1).select_from(elements).where(func.lower(elements.c.value).in_(wanted)))
+    names = sorted({clean(v).strip().lower() for v in query.sources} - {""})
+    if names:
+        named = or_(func.lower(Article.site_name).in_(names), func.lower(Feed.name).in_(names))
+        conditions["sources"] = exists(select(1).select_from(Article).outerjoin(Feed, Feed.id == Article.feed_id).where(Article.story_id == Story.id, named))
+    return conditions
+
+
+def story_filters(query: SearchQuery, dialect: str) -> list:
+    """Every filter of the query as conditions on stories (correlated subqueries, so any statement over stories can use them)."""
+    return [*base_filters(query), *facet_filters(query, dialect).values()]
+
+
+def facet_counts(session: Session, query: SearchQuery, matching) -> Facets:
+    """Every value of each facet among the topic's stories, with how many stories match it: the query (`matching`, a
+    condition on stories) and every filter but the facet's own, so a count says what ticking that value would show.
+
+    One grouped query per facet; values no story matches count 0 and stay listed, so a filter can be widened.
+    """
+    dialect = session.get_bind().dialect.name
+    base = [matching, *base_filters(query)]
+    chosen = facet_filters(query, dialect)
+    scored = exists().where(StoryTopic.story_id == Story.id, StoryTopic.topic == clean(query.topic))
+    counts: Facets = {}
+    for name in FACETS:
+        counted = and_(*base, *(condition for facet, condition in chosen.items() if facet != name))
+        if name in TAG_COLUMNS:
+            elements = json_elements(TAG_COLUMNS[name], dialect)
+            stories = func.coalesce(func.sum(case((counted, 1), else_=0)), 0)
+            statement = select(elements.c.value, stories).select_from(Story).join(elements, true()).where(scored).group_by(elements.c.value)
+        else:
+            outlet = func.coalesce(Article.site_name, Feed.name)
+            stories = func.count(distinct(case((counted, Article.story_id))))
+            statement = (
+                select(outlet, stories)
+                .select_from(Article)
+                .outerjoin(Feed, Feed.id == Article.feed_id)
+                .outerjoin(Story, Story.id == Article.story_id)
+                .where(outlet.is_not(None))
+                .group_by(outlet)
+            )
+        rows = session.execute(statement).all()
+        counts[name] = sorted(((value, int(number)) for value, number in rows), key=lambda row: (-row[1], row[0].casefold()))
+    return counts
+
+
+def filter_options(session: Session, *, topic: str) -> dict[str, list[str]]:
+    """The vendors, countries, actions and outlets present among the topic's stories, for the filter lists."""
+    counts = facet_counts(session, SearchQuery(topic=topic, relevant=False), true())
+    return {name: sorted((value for value, _ in values), key=str.casefold) for name, values in counts.items()}
