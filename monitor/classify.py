@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 SIMILARITY_FEATURES = ["sim_description", "sim_examples", "sim_negatives", "sim_margin"]
 FOLDS = 5
 REGULARISATION = 1.0
+CALIBRATION_REGULARISATION = 1.0
 FALLBACK_THRESHOLD = 0.5
 
 
@@ -49,6 +50,7 @@ class Labelled:
     vendors: list[str]
     countries: list[str]
     actions: list[str]
+    kind: str = ""
 
 
 def read_labelled(path: Path) -> list[Labelled]:
@@ -63,6 +65,7 @@ def read_labelled(path: Path) -> list[Labelled]:
                     vendors=list(raw.get("vendors") or []),
                     countries=list(raw.get("countries") or []),
                     actions=list(raw.get("actions") or []),
+                    kind=str(raw.get("kind") or ""),
                 )
             )
         except (KeyError, TypeError) as exc:
@@ -80,12 +83,15 @@ class TopicModel(BaseModel):
     scale: list[float]
     coef: list[float]
     intercept: float
+    calibration: tuple[float, float] = (1.0, 0.0)
     threshold: float
     trained_on: int
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: the model's log-odds mapped by the Platt scaling fitted on held-out folds."""
         z = (matrix - np.asarray(self.mean)) / np.asarray(self.scale)
-        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+        slope, offset = self.calibration
+        return sigmoid(slope * (z @ np.asarray(self.coef) + self.intercept) + offset)
 
 
 class Featurizer:
@@ -143,11 +149,15 @@ def fingerprint(spec: TopicSpec, training: list[Labelled], model_name: str) -> s
             "training": [(i.document.title, i.document.text, i.relevant) for i in training],
             "model": model_name,
             "features": SIMILARITY_FEATURES,
-            "version": 1,
+            "version": 2,
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
+
+
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
 
 
 def fit(matrix: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, LogisticRegression]:
@@ -160,13 +170,21 @@ def fit(matrix: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
 
 def out_of_fold(matrix: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Each item's probability from a model that never saw it."""
-    probabilities = np.zeros(len(labels))
+    """Each item's log-odds from a model that never saw it (uncalibrated: the model weighs both classes alike)."""
+    log_odds = np.zeros(len(labels))
     splitter = StratifiedKFold(n_splits=min(folds, int(labels.sum()), int((~labels).sum())), shuffle=True, random_state=seed)
     for train, test in splitter.split(matrix, labels):
         mean, scale, model = fit(matrix[train], labels[train])
-        probabilities[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1]
-    return probabilities
+        log_odds[test] = model.decision_function((matrix[test] - mean) / scale)
+    return log_odds
+
+
+def platt(log_odds: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Slope and offset mapping held-out log-odds to probabilities that match how often items were relevant
+    (Platt scaling), so that a score ranks and reads as a frequency instead of crowding at 1.00."""
+    model = LogisticRegression(C=CALIBRATION_REGULARISATION, max_iter=1000)
+    model.fit(log_odds.reshape(-1, 1), labels)
+    return float(model.coef_[0][0]), float(model.intercept_[0])
 
 
 def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -182,24 +200,31 @@ def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return plateau[len(plateau) // 2] if best > 0 else FALLBACK_THRESHOLD
 
 
-def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
-    """Fit on every item; the threshold comes from out-of-fold probabilities, never from the fitted items."""
-    documents = [item.document for item in training]
-    matrix, _, _ = featurizer.features(documents, vectors)
-    labels = np.array([item.relevant for item in training])
-    threshold = best_threshold(out_of_fold(matrix, labels), labels)
+def fitted_model(matrix: np.ndarray, labels: np.ndarray, *, topic: str, key: str, features: list[str], threshold: float | None) -> TopicModel:
+    """Fit on every item; calibration and threshold come from out-of-fold log-odds, never from the fitted items."""
+    log_odds = out_of_fold(matrix, labels)
+    calibration = platt(log_odds, labels)
+    if threshold is None:
+        threshold = best_threshold(sigmoid(calibration[0] * log_odds + calibration[1]), labels)
     mean, scale, model = fit(matrix, labels)
     return TopicModel(
-        topic=spec.name,
+        topic=topic,
         fingerprint=key,
-        features=featurizer.names,
+        features=features,
         mean=mean.tolist(),
         scale=scale.tolist(),
         coef=model.coef_[0].tolist(),
         intercept=float(model.intercept_[0]),
-        threshold=spec.threshold if spec.threshold is not None else threshold,
-        trained_on=len(training),
+        calibration=calibration,
+        threshold=threshold,
+        trained_on=len(labels),
     )
+
+
+def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
+    matrix, _, _ = featurizer.features([item.document for item in training], vectors)
+    labels = np.array([item.relevant for item in training])
+    return fitted_model(matrix, labels, topic=spec.name, key=key, features=featurizer.names, threshold=spec.threshold)
 
 
 class TopicScorer:
