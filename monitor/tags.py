@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from monitor.config import TopicSpec
+from monitor.event import RESTRICTING, Cues, EventReader
 from monitor.phrases import CATEGORIES, SUBJECT, Match, Vocabulary, lower_same_length
 
 TITLE, LEAD, BODY, FURNITURE = "title", "lead", "body", "furniture"
@@ -68,18 +69,36 @@ LEXICAL_FEATURES = (
     "actor_action_topic",
     "country_count",
     "furniture_share",
+    "event_in_title",
+    "event_in_lead",
+    "institution_acts",
+    "action_in_background",
+    "china_restricts",
+    "adoption_in_lead",
+    "adoption_without_action",
 )
+# Features whose learned weight may not be negative (evidence of the event never counts against it, however short
+# the story), and those whose weight may not be positive.
+POSITIVE_FEATURES = frozenset(
+    "vendor_in_title vendor_in_lead vendor_mentions subject_in_title subject_in_lead subject_mentions action_in_title "
+    "action_in_lead action_mentions cooccur cooccur_in_title cooccur_in_lead actor_in_title actor_in_action_sentence "
+    "actor_action_topic event_in_title event_in_lead institution_acts".split()
+)
+NEGATIVE_FEATURES = frozenset({"action_in_background", "china_restricts", "adoption_in_lead", "adoption_without_action"})
 
 
 @dataclass(frozen=True)
 class Tags:
     """What an article is about, as far as its words show.
 
-    vendors: canonical vendor names, brands and subsidiaries folded in, most salient first.
+    vendors: canonical vendor names, brands and subsidiaries folded in, that the story acts on, most salient first.
+    mentioned_vendors: vendors the story names only in passing (background, comparison).
     countries: the jurisdictions acting (not every country named), most prominent first.
     actions: action keys of the vocabulary, most prominent first.
     evidence: per category (vendors, countries, actions, subjects), the phrases behind the tags, as written.
     features: numbers in [0, 1] for a classifier (see Article.features).
+    event: the main event as read: actor, actor_kind, action, target, and role (subject, or background when the
+    story names restrictions only in passing).
     """
 
     vendors: list[str]
@@ -87,6 +106,8 @@ class Tags:
     actions: list[str]
     evidence: dict[str, list[str]]
     features: dict[str, float]
+    mentioned_vendors: list[str]
+    event: dict[str, str]
 
 
 class Sentence(NamedTuple):
@@ -147,31 +168,38 @@ class Tagger:
 
     def __init__(self, spec: TopicSpec) -> None:
         self.vocabulary = Vocabulary(spec)
+        self.reader = EventReader()
         self.action_keys = list(spec.actions)
         self.feature_names = list(LEXICAL_FEATURES) + [f"action_{key}" for key in self.action_keys]
 
     def tag(self, title: str, text: str) -> Tags:
         document, sentences = segment(" ".join((title or "").split()), text or "")
         matches = self.vocabulary.matches(document, lower_same_length(document))
-        article = Article(document, sentences, matches)
-        vendors, countries, actions = article.vendors(), article.countries(), article.actions()
+        article = Article(document, sentences, matches, self.reader.cues(document))
+        (vendors, mentioned), countries, actions = article.vendors(), article.countries(), article.actions()
         return Tags(
             vendors=vendors,
             countries=countries,
             actions=actions,
             evidence=article.evidence({"vendors": vendors, "countries": countries, "actions": actions}),
             features=article.features(vendors, countries, actions, self.action_keys),
+            mentioned_vendors=mentioned,
+            event=article.event(vendors, countries),
         )
 
 
 class Article:
     """One article being tagged: its sentences, the matches in each, and the decisions drawn from them."""
 
-    def __init__(self, document: str, sentences: list[Sentence], matches: dict[str, list[Match]]) -> None:
+    def __init__(self, document: str, sentences: list[Sentence], matches: dict[str, list[Match]], cues: Cues) -> None:
         self.document = document
+        self.sentences = sentences
+        self.cues = cues
         self.zones = [sentence.zone for sentence in sentences]
         starts = [sentence.start for sentence in sentences]
         self.all_matches = sum(len(found) for found in matches.values())
+        self.background_actions = [m for m in matches["actions"] if cues.in_background(m.start)]
+        matches = matches | {"actions": [m for m in matches["actions"] if not cues.in_background(m.start)]}
         self.counted: dict[str, list[tuple[Match, int]]] = {}
         self.by_sentence: dict[str, dict[int, list[Match]]] = {}
         for category in CATEGORIES:
@@ -184,14 +212,20 @@ class Article:
         self.action_sentences = set(self.by_sentence["actions"])
         self.topical_sentences = set(self.by_sentence["vendors"]) | set(self.by_sentence["subjects"])
 
-    def vendors(self) -> list[str]:
-        """Vendors named in the title or lead, or repeatedly, or beside an action where the story has no other
-        vendor or the sentence also names one of its vendors or the subject; most salient first."""
+    def vendors(self) -> tuple[list[str], list[str]]:
+        """The vendors acted on and those only mentioned, most salient first. Acted on: named in the title or lead,
+        or repeatedly, or beside an action where the story has no other vendor or the sentence also names one of its
+        vendors or the subject; failing all those, named anywhere in a story with an action. Mentions inside a
+        background clause or a comparison ("like Huawei before it") count only as mentions."""
         salience: dict[str, float] = defaultdict(float)
         mentions: Counter[str] = Counter()
         prominent: set[str] = set()
         in_action_sentences: dict[str, list[int]] = defaultdict(list)
+        named: list[str] = []
         for match, index in self.counted["vendors"]:
+            named.append(match.key)
+            if self.cues.in_background(match.start) or self.cues.compared(match.start):
+                continue
             zone = self.zones[index]
             mentions[match.key] += 1
             salience[match.key] += VENDOR_WEIGHT[zone]
@@ -206,8 +240,11 @@ class Article:
             for key in mentions.keys() - core
             if any(not core or self._ties_to_story(index, core) for index in in_action_sentences[key])
         }
-        order = list(mentions)
-        return sorted(kept, key=lambda key: (-salience[key], order.index(key)))
+        if not kept and self.action_sentences:
+            kept = set(mentions)
+        order = list(dict.fromkeys(named))
+        acted = sorted(kept, key=lambda key: (-salience[key], order.index(key)))
+        return acted, [key for key in order if key not in kept]
 
     def _ties_to_story(self, index: int, core: set[str]) -> bool:
         named = {match.key for match in self.by_sentence["vendors"][index]}
@@ -313,8 +350,58 @@ class Article:
             "country_count": min(len(countries) / 3, 1.0),
             "furniture_share": (self.all_matches - counted) / self.all_matches if self.all_matches else 0.0,
         }
+        features.update(self._event_features())
         features.update({f"action_{key}": float(key in actions) for key in action_keys})
         return features
+
+    def _event_features(self) -> dict[str, float]:
+        """event_in_title / event_in_lead: an action with its target (a vendor or the subject) there; institution_acts:
+        a government, regulator, parliament, court, council, institution or company named in such a sentence up
+        front; action_in_background: actions up front only in background clauses ("despite sanctions");
+        china_restricts: China acting up front with a restriction (the other direction); adoption_*: buying,
+        installing, deploying, earnings up front, and up front with no action."""
+        front = [i for i, zone in enumerate(self.zones) if zone in (TITLE, LEAD)]
+        events = [i for i in front if i in self.action_sentences and i in self.topical_sentences]
+        adoption = sum(self.cues.adoption_between(self.sentences[i].start, self.sentences[i].end) for i in front)
+        background = [m for m in self.background_actions if self._sentence_of(m.start) in front]
+        return {
+            "event_in_title": float(any(self.zones[i] == TITLE for i in events)),
+            "event_in_lead": float(any(self.zones[i] == LEAD for i in events)),
+            "institution_acts": float(any(self._actor_kinds(i) for i in events)),
+            "action_in_background": float(bool(background) and not any(i in self.action_sentences for i in front)),
+            "china_restricts": float(any(self._china_restricts(i) for i in front if i in self.action_sentences)),
+            "adoption_in_lead": min(adoption / 3, 1.0),
+            "adoption_without_action": float(adoption > 0 and not events),
+        }
+
+    def _sentence_of(self, position: int) -> int:
+        return max(bisect_right([sentence.start for sentence in self.sentences], position) - 1, 0)
+
+    def _actor_kinds(self, index: int) -> list[str]:
+        return self.cues.actor_kinds_between(self.sentences[index].start, self.sentences[index].end)
+
+    def _china_restricts(self, index: int) -> bool:
+        first = self.by_sentence["actions"][index][0]
+        acts = "CN" in self._actors(index) or self.cues.china_acts_at(self.document, self.sentences[index].start, first.start)
+        return acts and first.key in RESTRICTING
+
+    def event(self, vendors: list[str], countries: list[str]) -> dict[str, str]:
+        """The main event as read: the first sentence (title, lead, then body) with an action and its target."""
+        candidates = sorted(self.action_sentences & self.topical_sentences) or sorted(self.action_sentences)
+        if not candidates:
+            role = "background" if self.background_actions else "none"
+            return {"role": role, "action": self.background_actions[0].text if self.background_actions else ""}
+        index = candidates[0]
+        named = self.by_sentence["vendors"].get(index, []) + self.by_sentence["subjects"].get(index, [])
+        targets = [m for m in named if not (self.cues.in_background(m.start) or self.cues.compared(m.start))]
+        actors = self._actors(index)
+        return {
+            "actor": ", ".join(sorted(actors)) or (countries[0] if countries else ""),
+            "actor_kind": ", ".join(self._actor_kinds(index)),
+            "action": self.by_sentence["actions"][index][0].text,
+            "target": targets[0].text if targets else ", ".join(vendors),
+            "role": "subject" if self.zones[index] in (TITLE, LEAD) else "body",
+        }
 
 
 def kept_by_score(scores: dict[str, float], ratio: float, minimum: float) -> list[str]:

@@ -41,7 +41,7 @@ def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndar
     probabilities = np.zeros(len(items))
     decisions = np.zeros(len(items), dtype=bool)
     for train, test in StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=1).split(matrix, labels):
-        model = fitted_model(matrix[train], labels[train], topic=scorer.spec.name, key="fold", features=scorer.featurizer.names, threshold=scorer.spec.threshold)
+        model = fitted_model(matrix[train], labels[train], scorer.featurizer, topic=scorer.spec.name, key="fold", threshold=scorer.spec.threshold)
         probabilities[test] = model.probabilities(matrix[test])
         decisions[test] = probabilities[test] >= model.threshold
     return probabilities, decisions
