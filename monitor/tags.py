@@ -7,15 +7,13 @@ import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from monitor.config import TopicSpec
 from monitor.event import RESTRICTING, Cues, EventReader
 from monitor.phrases import CATEGORIES, SUBJECT, Match, Vocabulary, lower_same_length
+from monitor.segment import BODY, FURNITURE, LEAD, TITLE, Sentence, segment
 
-TITLE, LEAD, BODY, FURNITURE = "title", "lead", "body", "furniture"
 ZONE_WEIGHT = {TITLE: 3.0, LEAD: 1.5, BODY: 1.0, FURNITURE: 0.0}
-LEAD_SENTENCES = 3
 
 VENDOR_WEIGHT = {TITLE: 3.0, LEAD: 1.5, BODY: 1.0}
 VENDOR_ACTION_BONUS = 1.0
@@ -30,61 +28,44 @@ ACTION_MIN_SCORE = 1.0
 ACTION_KEEP_RATIO = 0.6
 ACTION_LATER_WEIGHT = 0.3
 
-ABBREVIATIONS = (
-    "mr mrs ms dr st jr sr gov sen rep gen col lt sgt capt inc corp co ltd no vs etc "
-    "jan feb mar apr jun jul aug sep sept oct nov dec mo fla calif wash"
-).split()
-SENTENCE_BREAK = re.compile(
-    r"[.!?]"
-    + "".join(rf"(?<!\b(?i:{abbreviation})\.)" for abbreviation in ABBREVIATIONS)
-    + r"(?<!\b[A-Z]\.)(?<!\.[A-Za-z]\.)[\"'”’)\]]*\s+(?![a-z])"
-)
-FURNITURE_LABEL = re.compile(
-    r"^\W*(?:read more|see also|related|also read|read also|more on this story|you may also like|recommended"
-    r"|most read|tags|topics|image caption|photo|picture|credit|advertisement|sponsored)\b",
-    re.IGNORECASE,
-)
-SENTENCE_FINAL = tuple(".!?:\"”’'")
-BODY_MIN_WORDS = 4
-BODY_ANY_WORDS = 20
 COORDINATION = re.compile(r"(?:\s*(?:,|and|&)\s*)+")
 
 LEXICAL_FEATURES = (
     "vendor_in_title",
-    "vendor_in_lead",
+    "vendor_up_front",
     "vendor_mentions",
     "vendor_count",
     "subject_in_title",
-    "subject_in_lead",
+    "subject_up_front",
     "subject_mentions",
     "action_in_title",
-    "action_in_lead",
+    "action_up_front",
     "action_mentions",
     "action_kinds",
     "cooccur",
     "cooccur_in_title",
-    "cooccur_in_lead",
+    "cooccur_up_front",
     "actor_in_title",
     "actor_in_action_sentence",
     "actor_action_topic",
     "country_count",
     "furniture_share",
     "event_in_title",
-    "event_in_lead",
+    "event_up_front",
     "institution_acts",
     "action_in_background",
     "china_restricts",
-    "adoption_in_lead",
+    "adoption_up_front",
     "adoption_without_action",
 )
 # Features whose learned weight may not be negative (evidence of the event never counts against it, however short
 # the story), and those whose weight may not be positive.
 POSITIVE_FEATURES = frozenset(
-    "vendor_in_title vendor_in_lead vendor_mentions subject_in_title subject_in_lead subject_mentions action_in_title "
-    "action_in_lead action_mentions cooccur cooccur_in_title cooccur_in_lead actor_in_title actor_in_action_sentence "
-    "actor_action_topic event_in_title event_in_lead institution_acts".split()
+    "vendor_in_title vendor_up_front vendor_mentions subject_in_title subject_up_front subject_mentions action_in_title "
+    "action_up_front action_mentions cooccur cooccur_in_title cooccur_up_front actor_in_title actor_in_action_sentence "
+    "actor_action_topic event_in_title event_up_front institution_acts".split()
 )
-NEGATIVE_FEATURES = frozenset({"action_in_background", "china_restricts", "adoption_in_lead", "adoption_without_action"})
+NEGATIVE_FEATURES = frozenset({"action_in_background", "china_restricts", "adoption_up_front", "adoption_without_action"})
 
 
 @dataclass(frozen=True)
@@ -108,58 +89,6 @@ class Tags:
     features: dict[str, float]
     mentioned_vendors: list[str]
     event: dict[str, str]
-
-
-class Sentence(NamedTuple):
-    start: int
-    end: int
-    zone: str
-
-# Segmenting an article: the title, lead and body sentences, and lines of site furniture.
-
-
-def is_furniture(line: str) -> bool:
-    """Menus, bylines, captions, 'Read more' and related-link lines: short lines that are no sentence, or labelled."""
-    words = line.count(" ") + 1
-    if words < BODY_ANY_WORDS and (words < BODY_MIN_WORDS or not line.endswith(SENTENCE_FINAL)):
-        return True
-    return FURNITURE_LABEL.match(line) is not None
-
-
-def sentence_spans(line: str) -> list[tuple[int, int]]:
-    """Where the sentences of a line start and end: at . ! or ? and a space, not after an abbreviation or initial,
-    nor before a lower-case word."""
-    spans = []
-    begin = 0
-    for end_mark in SENTENCE_BREAK.finditer(line):
-        spans.append((begin, end_mark.start() + 1))
-        begin = end_mark.end()
-    if begin < len(line):
-        spans.append((begin, len(line)))
-    return spans
-
-
-def segment(title: str, text: str) -> tuple[str, list[Sentence]]:
-    """The document (a line break, the title, a blank line, the text) and its sentences, each in a zone.
-    A text of one line (a summary, or an article flattened) has no lines of furniture."""
-    document = f"\n{title}\n\n{text}"
-    sentences = [Sentence(1, len(title) + 1, TITLE)] if title else []
-    lead_left = LEAD_SENTENCES
-    offset = len(title) + 3
-    lines = text.split("\n")
-    for raw_line in lines:
-        line = raw_line.strip()
-        start = offset + raw_line.find(line[:1]) if line else offset
-        offset += len(raw_line) + 1
-        if not line:
-            continue
-        if len(lines) > 1 and is_furniture(line):
-            sentences.append(Sentence(start, start + len(line), FURNITURE))
-            continue
-        for begin, end in sentence_spans(line):
-            sentences.append(Sentence(start + begin, start + end, LEAD if lead_left > 0 else BODY))
-            lead_left -= 1
-    return document, sentences
 
 
 class Tagger:
@@ -320,7 +249,8 @@ class Article:
     ) -> dict[str, float]:
         """Lexical evidence for a classifier, each in [0, 1]; site furniture counts only in furniture_share.
 
-        *_in_title / *_in_lead: named in the title / first three body sentences; *_mentions: log-scaled counts;
+        *_in_title / *_up_front: named in the title / the title or first three body sentences (so that a brief
+        that names its vendor once, in the title, loses nothing); *_mentions: log-scaled counts, soon saturated;
         cooccur: sentences naming a vendor or the subject and an action (capped at 5); actor_in_action_sentence:
         sentences with an action and a country (capped at 5); actor_action_topic: those also naming a vendor or
         the subject (capped at 3); action_<key>: the tag holds that action.
@@ -331,19 +261,19 @@ class Article:
         counted = sum(len(found) for found in self.counted.values())
         features = {
             "vendor_in_title": float(zones["vendors"][TITLE] > 0),
-            "vendor_in_lead": float(zones["vendors"][LEAD] > 0),
-            "vendor_mentions": log_scaled(len(self.counted["vendors"]), 10),
+            "vendor_up_front": float(zones["vendors"][TITLE] + zones["vendors"][LEAD] > 0),
+            "vendor_mentions": log_scaled(len(self.counted["vendors"]), 3),
             "vendor_count": min(len(vendors) / 5, 1.0),
             "subject_in_title": float(zones["subjects"][TITLE] > 0),
-            "subject_in_lead": float(zones["subjects"][LEAD] > 0),
-            "subject_mentions": log_scaled(len(self.counted["subjects"]), 10),
+            "subject_up_front": float(zones["subjects"][TITLE] + zones["subjects"][LEAD] > 0),
+            "subject_mentions": log_scaled(len(self.counted["subjects"]), 3),
             "action_in_title": float(zones["actions"][TITLE] > 0),
-            "action_in_lead": float(zones["actions"][LEAD] > 0),
-            "action_mentions": log_scaled(len(self.counted["actions"]), 20),
+            "action_up_front": float(zones["actions"][TITLE] + zones["actions"][LEAD] > 0),
+            "action_mentions": log_scaled(len(self.counted["actions"]), 4),
             "action_kinds": min(len(actions) / 4, 1.0),
             "cooccur": min(len(cooccur) / 5, 1.0),
             "cooccur_in_title": float(any(self.zones[i] == TITLE for i in cooccur)),
-            "cooccur_in_lead": float(any(self.zones[i] == LEAD for i in cooccur)),
+            "cooccur_up_front": float(any(self.zones[i] in (TITLE, LEAD) for i in cooccur)),
             "actor_in_title": float(zones["countries"][TITLE] > 0),
             "actor_in_action_sentence": min(len(actor_sentences) / 5, 1.0),
             "actor_action_topic": min(len(actor_sentences & self.topical_sentences) / 3, 1.0),
@@ -355,7 +285,7 @@ class Article:
         return features
 
     def _event_features(self) -> dict[str, float]:
-        """event_in_title / event_in_lead: an action with its target (a vendor or the subject) there; institution_acts:
+        """event_in_title / event_up_front: an action with its target (a vendor or the subject) there; institution_acts:
         a government, regulator, parliament, court, council, institution or company named in such a sentence up
         front; action_in_background: actions up front only in background clauses ("despite sanctions");
         china_restricts: China acting up front with a restriction (the other direction); adoption_*: buying,
@@ -366,11 +296,11 @@ class Article:
         background = [m for m in self.background_actions if self._sentence_of(m.start) in front]
         return {
             "event_in_title": float(any(self.zones[i] == TITLE for i in events)),
-            "event_in_lead": float(any(self.zones[i] == LEAD for i in events)),
+            "event_up_front": float(bool(events)),
             "institution_acts": float(any(self._actor_kinds(i) for i in events)),
             "action_in_background": float(bool(background) and not any(i in self.action_sentences for i in front)),
             "china_restricts": float(any(self._china_restricts(i) for i in front if i in self.action_sentences)),
-            "adoption_in_lead": min(adoption / 3, 1.0),
+            "adoption_up_front": min(adoption / 3, 1.0),
             "adoption_without_action": float(adoption > 0 and not events),
         }
 
