@@ -166,9 +166,9 @@ def render(report: dict) -> str:
             f"keywords {n['keyword_false_positive_rate']:.2%}"
         )
         lines.extend(f"  flagged: {title}" for title in n["detector_false_positives"][:10])
-    lines.append(f"per kind{'':26}{'items':>6}{'rel':>5}   detector P/R/F1 or flagged   keywords")
+    lines.append(f"per kind{'':32}{'items':>6}{'rel':>5}   detector P/R/F1 or flagged   keywords")
     for kind, entry in report["per_kind"].items():
-        lines.append(f"  {kind:32}{entry['items']:>6}{entry['relevant']:>5}   {_cell(entry['detector']):28}{_cell(entry['keyword_baseline'])}")
+        lines.append(f"  {kind:38}{entry['items']:>6}{entry['relevant']:>5}   {_cell(entry['detector']):28}{_cell(entry['keyword_baseline'])}")
     lines.append("reliability (calibrated scores): bin, items, mean predicted, share relevant")
     lines.extend(f"  {row['bin']}  {row['items']:>5}  {row['predicted']:>6.2f}  {row['observed']:>6.2f}" for row in report["reliability"])
     tags = report["tags"]
