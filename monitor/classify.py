@@ -16,7 +16,7 @@ from monitor.config import TopicSpec
 from monitor.domain import TopicVerdict
 from monitor.embed import Embedder
 from monitor.evaluate import jsonl_records
-from monitor.tags import Tagger, Tags
+from monitor.tags import NEGATIVE_FEATURES, POSITIVE_FEATURES, Tagger, Tags
 
 if TYPE_CHECKING:
     from sklearn.linear_model import LogisticRegression
@@ -24,9 +24,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SIMILARITY_FEATURES = ["sim_description", "sim_examples", "sim_negatives", "sim_margin"]
+SIGN_FREE_ROUNDS = 5
 FOLDS = 5
 REGULARISATION = 1.0
+CALIBRATION_REGULARISATION = 1.0
 FALLBACK_THRESHOLD = 0.5
+LOWEST_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Labelled:
     vendors: list[str]
     countries: list[str]
     actions: list[str]
+    kind: str = ""
 
 
 def read_labelled(path: Path) -> list[Labelled]:
@@ -65,6 +69,7 @@ def read_labelled(path: Path) -> list[Labelled]:
                     vendors=list(raw.get("vendors") or []),
                     countries=list(raw.get("countries") or []),
                     actions=list(raw.get("actions") or []),
+                    kind=str(raw.get("kind") or ""),
                 )
             )
         except (KeyError, TypeError) as exc:
@@ -82,12 +87,15 @@ class TopicModel(BaseModel):
     scale: list[float]
     coef: list[float]
     intercept: float
+    calibration: tuple[float, float] = (1.0, 0.0)
     threshold: float
     trained_on: int
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities: the model's log-odds mapped by the Platt scaling fitted on held-out folds."""
         z = (matrix - np.asarray(self.mean)) / np.asarray(self.scale)
-        return 1.0 / (1.0 + np.exp(-(z @ np.asarray(self.coef) + self.intercept)))
+        slope, offset = self.calibration
+        return sigmoid(slope * (z @ np.asarray(self.coef) + self.intercept) + offset)
 
 
 class Featurizer:
@@ -112,6 +120,14 @@ class Featurizer:
     @property
     def names(self) -> list[str]:
         return SIMILARITY_FEATURES + self.tagger.feature_names
+
+    @property
+    def signs(self) -> np.ndarray:
+        """+1 where a feature's weight may not be negative, -1 where it may not be positive, 0 where it is free."""
+        actions = {f"action_{key}" for key in self.tagger.action_keys}
+        positive = POSITIVE_FEATURES | actions | {"sim_description", "sim_examples", "sim_margin"}
+        negative = NEGATIVE_FEATURES | {"sim_negatives"}
+        return np.array([1 if name in positive else -1 if name in negative else 0 for name in self.names])
 
     def features(self, documents: list[Document], vectors: np.ndarray) -> tuple[np.ndarray, list[Tags], np.ndarray]:
         """The feature matrix, the tags of each document, and the index of each one's closest example."""
@@ -138,46 +154,73 @@ def _headline(text: str) -> str:
     return " ".join(text.split()[:14])
 
 
-def fingerprint(spec: TopicSpec, training: list[Labelled], model_name: str) -> str:
+def fingerprint(spec: TopicSpec, training: list[Labelled], model_name: str, featurizer_names: list[str]) -> str:
     payload = json.dumps(
         {
             "spec": spec.model_dump(mode="json"),
             "training": [(i.document.title, i.document.text, i.relevant) for i in training],
             "model": model_name,
-            "features": SIMILARITY_FEATURES,
-            "version": 1,
+            "features": featurizer_names,
+            "version": 2,
         },
         sort_keys=True,
     )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def fit(matrix: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, LogisticRegression]:
+def sigmoid(values: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-values))
+
+
+def fit(matrix: np.ndarray, labels: np.ndarray, signs: np.ndarray) -> tuple[np.ndarray, np.ndarray, LogisticRegression]:
+    """Logistic regression whose weights keep the signs asked for: a feature whose weight comes out the wrong way
+    (evidence of the event counting against it, as collinear features do on a few hundred items) is left out and
+    the rest refitted, so that a short story's action up front never lowers its score."""
     from sklearn.linear_model import LogisticRegression  # here, not on import: commands that never fit start seconds sooner
 
     mean = matrix.mean(axis=0)
     scale = matrix.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=2000)
-    model.fit((matrix - mean) / scale, labels)
+    used = np.ones(matrix.shape[1], dtype=bool)
+    standardised = (matrix - mean) / scale
+    for _ in range(SIGN_FREE_ROUNDS):
+        model = LogisticRegression(C=REGULARISATION, class_weight="balanced", max_iter=2000)
+        model.fit(standardised * used, labels)
+        wrong = model.coef_[0] * signs < 0
+        if not wrong.any():
+            break
+        used &= ~wrong
+    model.coef_[0][~used] = 0.0
     return mean, scale, model
 
 
-def out_of_fold(matrix: np.ndarray, labels: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
-    """Each item's probability from a model that never saw it."""
+def out_of_fold(matrix: np.ndarray, labels: np.ndarray, signs: np.ndarray, *, folds: int = FOLDS, seed: int = 0) -> np.ndarray:
+    """Each item's log-odds from a model that never saw it (uncalibrated: the model weighs both classes alike)."""
     from sklearn.model_selection import StratifiedKFold
 
-    probabilities = np.zeros(len(labels))
+    log_odds = np.zeros(len(labels))
     splitter = StratifiedKFold(n_splits=min(folds, int(labels.sum()), int((~labels).sum())), shuffle=True, random_state=seed)
     for train, test in splitter.split(matrix, labels):
-        mean, scale, model = fit(matrix[train], labels[train])
-        probabilities[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1]
-    return probabilities
+        mean, scale, model = fit(matrix[train], labels[train], signs)
+        log_odds[test] = model.decision_function((matrix[test] - mean) / scale)
+    return log_odds
+
+
+def platt(log_odds: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Slope and offset mapping held-out log-odds to probabilities that match how often items were relevant
+    (Platt scaling), so that a score ranks and reads as a frequency instead of crowding at 1.00."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=CALIBRATION_REGULARISATION, max_iter=1000)
+    model.fit(log_odds.reshape(-1, 1), labels)
+    return float(model.coef_[0][0]), float(model.intercept_[0])
 
 
 def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """The threshold of best F1 on held-out probabilities: the middle of the best plateau, away from both edges."""
-    thresholds = np.round(np.arange(0.05, 0.96, 0.01), 2)
+    """The threshold of best F1 on held-out calibrated probabilities: the middle of the best plateau, never below
+    one half (below it an item is more likely irrelevant, and real news holds far fewer relevant items than the
+    training set, so a lower threshold costs precision there)."""
+    thresholds = np.round(np.arange(LOWEST_THRESHOLD, 0.96, 0.01), 2)
     scores = []
     for threshold in thresholds:
         predicted = probabilities >= threshold
@@ -188,24 +231,32 @@ def best_threshold(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return plateau[len(plateau) // 2] if best > 0 else FALLBACK_THRESHOLD
 
 
-def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
-    """Fit on every item; the threshold comes from out-of-fold probabilities, never from the fitted items."""
-    documents = [item.document for item in training]
-    matrix, _, _ = featurizer.features(documents, vectors)
-    labels = np.array([item.relevant for item in training])
-    threshold = best_threshold(out_of_fold(matrix, labels), labels)
-    mean, scale, model = fit(matrix, labels)
+def fitted_model(matrix: np.ndarray, labels: np.ndarray, featurizer: Featurizer, *, topic: str, key: str, threshold: float | None) -> TopicModel:
+    """Fit on every item; calibration and threshold come from out-of-fold log-odds, never from the fitted items."""
+    signs = featurizer.signs
+    log_odds = out_of_fold(matrix, labels, signs)
+    calibration = platt(log_odds, labels)
+    if threshold is None:
+        threshold = best_threshold(sigmoid(calibration[0] * log_odds + calibration[1]), labels)
+    mean, scale, model = fit(matrix, labels, signs)
     return TopicModel(
-        topic=spec.name,
+        topic=topic,
         fingerprint=key,
         features=featurizer.names,
         mean=mean.tolist(),
         scale=scale.tolist(),
         coef=model.coef_[0].tolist(),
         intercept=float(model.intercept_[0]),
-        threshold=spec.threshold if spec.threshold is not None else threshold,
-        trained_on=len(training),
+        calibration=calibration,
+        threshold=threshold,
+        trained_on=len(labels),
     )
+
+
+def train_topic(spec: TopicSpec, training: list[Labelled], featurizer: Featurizer, vectors: np.ndarray, *, key: str) -> TopicModel:
+    matrix, _, _ = featurizer.features([item.document for item in training], vectors)
+    labels = np.array([item.relevant for item in training])
+    return fitted_model(matrix, labels, featurizer, topic=spec.name, key=key, threshold=spec.threshold)
 
 
 class TopicScorer:
@@ -224,7 +275,7 @@ class TopicScorer:
     def model(self) -> TopicModel | None:
         """The trained model, loaded from the cache or trained once; None when the topic has no training set."""
         if self._model is None and self.training:
-            key = fingerprint(self.spec, self.training, getattr(self.embedder, "model_name", type(self.embedder).__name__))
+            key = fingerprint(self.spec, self.training, getattr(self.embedder, "model_name", type(self.embedder).__name__), self.featurizer.names)
             path = self.cache_dir / f"{self.spec.name}-{key}.json" if self.cache_dir else None
             if path and path.is_file():
                 self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
@@ -276,6 +327,8 @@ class TopicScorer:
             "subject_phrases": tag.evidence.get("subjects", []),
             "action_phrases": tag.evidence.get("actions", []),
             "country_phrases": tag.evidence.get("countries", []),
+            "event": tag.event,
+            "vendors_mentioned": tag.mentioned_vendors,
         }
         if model is not None:
             z = (row - np.asarray(model.mean)) / np.asarray(model.scale) * np.asarray(model.coef)

@@ -126,7 +126,9 @@ class StoryRules:
     lsh_threshold: float = 0.2  # Jaccard at which LSH proposes candidates (containment is checked after)
     same_story: float = 0.80  # cosine similarity that joins a story on meaning alone
     same_story_with_tags: float = 0.65  # ...and when the acting country and the vendors or actions agree
-    window: timedelta = timedelta(days=3)  # a story older than this is a new story
+    follow_up: float = 0.72  # ...and when the tags share a vendor, action or country and none contradict
+    window: timedelta = timedelta(days=3)  # a story older than this is a new story, on meaning alone
+    follow_window: timedelta = timedelta(days=7)  # ...unless its tags agree: later reports of one event
     copy_window: timedelta = timedelta(days=7)  # copies are looked for among this many days of articles
 
 
@@ -194,18 +196,35 @@ class Deduper:
             member, similarity = self._members[index], float(similarities[index])
             if similarity < self.rules.same_story_with_tags:
                 break
-            if abs(member.when - item.when) > self.rules.window:
+            if abs(member.when - item.when) > self.rules.follow_window:
                 continue
             if member.story not in best:
                 best[member.story] = (similarity, member)
         for story, (similarity, member) in sorted(best.items(), key=lambda kv: -kv[1][0]):
-            mine, theirs = _acting(item.countries), _acting(member.countries)
-            if mine and theirs and not mine & theirs:
-                continue  # two jurisdictions acting: two events, however alike the words
-            agree = bool(mine & theirs) and bool(item.vendors & member.vendors or item.actions & member.actions)
-            if similarity >= self.rules.same_story or agree:
-                return Placement(None, None, story, similarity, reason=f"same story (similarity {similarity:.2f})")
+            reason = self._joins(item, member, similarity)
+            if reason:
+                return Placement(None, None, story, similarity, reason=f"same story ({reason}, similarity {similarity:.2f})")
         return Placement(None, None, None, reason="new story")
+
+    def _joins(self, item: Incoming, member: _Member, similarity: float) -> str:
+        """Why an article joins a member's story, or "" when it does not. Tags that contradict (two jurisdictions
+        acting, or two sets of vendors) keep two events apart however alike the words; a tag missing on one side
+        (a first report that names no vendor) contradicts nothing."""
+        mine, theirs = _acting(item.countries), _acting(member.countries)
+        if mine and theirs and not mine & theirs:
+            return ""
+        if item.vendors and member.vendors and not item.vendors & member.vendors:
+            return ""
+        recent = abs(member.when - item.when) <= self.rules.window
+        shared_event = bool(item.vendors & member.vendors or item.actions & member.actions)
+        same_place = bool(mine & theirs) or not (mine or theirs)
+        if recent and same_place and shared_event:
+            return "same country and vendors or action"
+        if recent and similarity >= self.rules.same_story:
+            return "same meaning"
+        if similarity >= self.rules.follow_up and shared_event:
+            return "follow-up: tags agree"
+        return ""
 
     def remember(self, item: Incoming, placement: Placement, *, story: object) -> None:
         """Add a placed article to the indexes, with the story it ended in."""
@@ -239,7 +258,7 @@ class Deduper:
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop articles older than the windows allow, so the indexes stay the size of recent news."""
-        kept = [m for m in self._members if m.when >= cutoff - self.rules.window]
+        kept = [m for m in self._members if m.when >= cutoff - max(self.rules.window, self.rules.follow_window)]
         self._members, self._matrix = [], np.zeros((0, 0), dtype=np.float32)
         for member in kept:
             self._add_member(member)

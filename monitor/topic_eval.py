@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from monitor.classify import Document, Labelled, TopicScorer, best_threshold, fit, out_of_fold
+from monitor.classify import Document, Labelled, TopicScorer, fitted_model
 from monitor.config import TopicSpec
 from monitor.evaluate import Scores, binary_scores, jsonl_records
 from monitor.tags import Tags
@@ -34,6 +34,8 @@ def embed_reporting(embedder, texts: list[str], step: str, progress: Progress) -
     progress(step, len(texts), len(texts))
     return np.vstack(parts) if parts else embedder.embed([])
 
+RELIABILITY_BINS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+
 
 class KeywordBaseline:
     """What keyword alerts do: any vendor name and any ban word, anywhere in the text."""
@@ -50,19 +52,49 @@ class KeywordBaseline:
         return bool(self.vendor and self.vendor.search(text) and self.ban.search(text))
 
 
-def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndarray, progress: Progress = _silent) -> list[bool]:
-    """Decisions for every item from models that never saw it; each fold picks its threshold on its own training part."""
+def cross_validated(scorer: TopicScorer, items: list[Labelled], vectors: np.ndarray, progress: Progress = _silent) -> tuple[np.ndarray, np.ndarray]:
+    """Calibrated probabilities and decisions for every item from models that never saw it; each fold calibrates
+    and picks its threshold on its own training part."""
     matrix, _, _ = scorer.featurizer.features([i.document for i in items], vectors)
     labels = np.array([i.relevant for i in items])
+    probabilities = np.zeros(len(items))
     decisions = np.zeros(len(items), dtype=bool)
     folds = StratifiedKFold(n_splits=FOLDS, shuffle=True, random_state=1).split(matrix, labels)
     for fold, (train, test) in enumerate(folds):
         progress("cross-validation folds", fold, FOLDS)
-        threshold = scorer.spec.threshold or best_threshold(out_of_fold(matrix[train], labels[train]), labels[train])
-        mean, scale, model = fit(matrix[train], labels[train])
-        decisions[test] = model.predict_proba((matrix[test] - mean) / scale)[:, 1] >= threshold
+        model = fitted_model(matrix[train], labels[train], scorer.featurizer, topic=scorer.spec.name, key="fold", threshold=scorer.spec.threshold)
+        probabilities[test] = model.probabilities(matrix[test])
+        decisions[test] = probabilities[test] >= model.threshold
     progress("cross-validation folds", FOLDS, FOLDS)
-    return decisions.tolist()
+    return probabilities, decisions
+
+
+def reliability(probabilities: np.ndarray, gold: np.ndarray) -> list[dict]:
+    """Per bin of predicted probability: how many items, their mean prediction, and the share truly relevant."""
+    table = []
+    for low, high in zip(RELIABILITY_BINS, RELIABILITY_BINS[1:]):
+        inside = (probabilities >= low) & ((probabilities < high) if high < 1.0 else (probabilities <= high))
+        if inside.any():
+            table.append(
+                {"bin": f"{low:.1f}-{high:.1f}", "items": int(inside.sum()),
+                 "predicted": round(float(probabilities[inside].mean()), 3), "observed": round(float(gold[inside].mean()), 3)}
+            )
+    return table
+
+
+def per_kind(items: list[Labelled], decisions: list[bool], keywords: list[bool]) -> dict:
+    """Per kind of article (eval/README.md): items, relevant ones, and the detector's and keywords' scores on them.
+    A kind out of scope has no relevant item, so its figure is the share flagged (each one a false positive)."""
+    report = {}
+    for kind in sorted({i.kind or "unlabelled" for i in items}):
+        chosen = [n for n, i in enumerate(items) if (i.kind or "unlabelled") == kind]
+        gold = [items[n].relevant for n in chosen]
+        entry = {"items": len(chosen), "relevant": sum(gold)}
+        for name, predicted in (("detector", decisions), ("keyword_baseline", keywords)):
+            picked = [predicted[n] for n in chosen]
+            entry[name] = _rounded(binary_scores(picked, gold)) if any(gold) else {"flagged": round(sum(picked) / len(picked), 3)}
+        report[kind] = entry
+    return report
 
 
 def tag_accuracy(items: list[Labelled], tags: list[Tags]) -> dict:
@@ -116,9 +148,12 @@ def evaluate(
     vectors = embed_reporting(scorer.embedder, [i.document.for_embedding for i in items], "embedding labelled items", progress)
     gold = [i.relevant for i in items]
     if cross_validate:
-        decisions = cross_validated(scorer, items, vectors, progress)
+        probabilities, decided = cross_validated(scorer, items, vectors, progress)
+        decisions = decided.tolist()
     else:
-        decisions = [v.relevant for v in scorer.score([i.document for i in items], vectors)]
+        verdicts = scorer.score([i.document for i in items], vectors)
+        probabilities, decisions = np.array([v.score for v in verdicts]), [v.relevant for v in verdicts]
+    keywords = [baseline.relevant(i.document) for i in items]
     tags = [scorer.tagger.tag(i.document.title, i.document.text) for i in items]
     report = {
         "topic": scorer.spec.name,
@@ -126,8 +161,10 @@ def evaluate(
         "relevant_items": sum(gold),
         "method": f"{FOLDS}-fold cross-validation" if cross_validate else "model trained on the topic's training set",
         "detector": _rounded(binary_scores(decisions, gold)),
-        "keyword_baseline": _rounded(binary_scores([baseline.relevant(i.document) for i in items], gold)),
+        "keyword_baseline": _rounded(binary_scores(keywords, gold)),
         "threshold": round(scorer.threshold, 3),
+        "per_kind": per_kind(items, decisions, keywords),
+        "reliability": reliability(probabilities, np.array(gold)),
         "tags": tag_accuracy(items, tags),
     }
     if negatives:
@@ -159,6 +196,11 @@ def render(report: dict) -> str:
             f"keywords {n['keyword_false_positive_rate']:.2%}"
         )
         lines.extend(f"  flagged: {title}" for title in n["detector_false_positives"][:10])
+    lines.append(f"per kind{'':32}{'items':>6}{'rel':>5}   detector P/R/F1 or flagged   keywords")
+    for kind, entry in report["per_kind"].items():
+        lines.append(f"  {kind:38}{entry['items']:>6}{entry['relevant']:>5}   {_cell(entry['detector']):28}{_cell(entry['keyword_baseline'])}")
+    lines.append("reliability (calibrated scores): bin, items, mean predicted, share relevant")
+    lines.extend(f"  {row['bin']}  {row['items']:>5}  {row['predicted']:>6.2f}  {row['observed']:>6.2f}" for row in report["reliability"])
     tags = report["tags"]
     if tags:
         lines.append(
@@ -169,3 +211,9 @@ def render(report: dict) -> str:
         for action, s in tags["per_action"].items():
             lines.append(f"  {action:24} precision {s['precision']:.2f}  recall {s['recall']:.2f}  ({s['support']})")
     return "\n".join(lines)
+
+
+def _cell(scores: dict) -> str:
+    if "flagged" in scores:
+        return f"flagged {scores['flagged']:.0%}"
+    return f"{scores['precision']:.2f}/{scores['recall']:.2f}/{scores['f1']:.2f}"

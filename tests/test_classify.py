@@ -28,6 +28,9 @@ def test_the_labelled_set_meets_its_brief():
     assert sum(1 for i in relevant if not i.vendors) >= 15
     vocabulary = {"ban", "removal", "blacklist", "sanction", "procurement_restriction", "call_for_ban", "investigation", "reversal", "reaction"}
     assert {a for i in relevant for a in i.actions} == vocabulary
+    out_of_scope = {"adoption", "reverse_direction", "vendor_business_background_sanctions", "app_ban", "chip_export_controls", "tariffs", "chinese_hacking", "camera_privacy_no_chinese_vendor"}
+    assert all(i.kind for i in items) and out_of_scope <= {i.kind for i in items if not i.relevant}
+    assert {"telecom_equipment", "certification", "wire_brief"} <= {i.kind for i in relevant}
 
 
 def test_detector_beats_keyword_alerts_by_a_margin(scorer):
@@ -43,7 +46,7 @@ def test_few_false_positives_on_real_news(scorer):
     negatives = read_negatives(shared_path("data", "negatives", "feed_items.jsonl"))
     verdicts = scorer.score(negatives, scorer.embedder.embed([d.for_embedding for d in negatives]))
     flagged = [d.title for d, v in zip(negatives, verdicts) if v.relevant]
-    assert len(flagged) / len(negatives) <= 0.01, flagged
+    assert len(flagged) / len(negatives) <= 0.005, flagged
 
 
 SEED_TITLES = {
@@ -71,6 +74,32 @@ def test_a_story_that_names_no_vendor_is_caught(scorer):
     )
     verdict = scorer.score([document], scorer.embedder.embed([document.for_embedding]))[0]
     assert verdict.relevant and verdict.vendors == [] and "removal" in verdict.actions
+
+
+def test_a_wire_brief_that_a_sanction_is_weighed_is_caught(scorer):
+    document = Document("EU weighs sanctions on Chinese drone maker", "BRUSSELS - EU governments are discussing sanctions on a Chinese drone manufacturer, diplomats said.")
+    verdict = scorer.score([document], scorer.embedder.embed([document.for_embedding]))[0]
+    assert verdict.relevant and verdict.why["event"]["action"] == "sanctions" and verdict.why["event"]["role"] == "subject"
+
+
+@pytest.mark.parametrize(
+    "title, text",
+    [
+        ("Hikvision earnings beat forecasts on demand for cameras", "Hikvision reported higher profit as demand for cameras rose overseas, despite US sanctions."),
+        ("China orders state firms to stop buying Cisco switches; Huawei to gain", "Beijing told state-owned enterprises to stop buying network switches from Cisco. Huawei is expected to win the business."),
+        ("City expands Hikvision camera network, privacy group objects", "The city installed 300 more Hikvision cameras in its centre this year. A privacy group criticised the expansion."),
+    ],
+)
+def test_background_sanctions_the_other_direction_and_adoption_are_not_alerts(scorer, title, text):
+    document = Document(title, text)
+    assert not scorer.score([document], scorer.embedder.embed([document.for_embedding]))[0].relevant
+
+
+def test_evidence_of_the_event_never_counts_against_it(scorer):
+    from monitor.tags import POSITIVE_FEATURES
+
+    weights = dict(zip(scorer.model.features, scorer.model.coef))
+    assert all(weights[name] >= 0 for name in POSITIVE_FEATURES), weights
 
 
 def test_vendor_product_news_is_not_an_alert(scorer):
@@ -122,8 +151,10 @@ def test_eval_command_prints_both_and_json(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["method"].startswith("model trained") and {"detector", "keyword_baseline", "tags", "real_negatives"} <= set(report)
+    assert report["per_kind"]["drones"]["relevant"] > 0 and "flagged" in report["per_kind"]["app_ban"]["detector"]
+    assert sum(row["items"] for row in report["reliability"]) == report["items"]
     text = CliRunner().invoke(app, ["eval", str(subset)], env=env).stdout
-    assert "keyword baseline" in text and "F1 gain over keywords" in text
+    assert "keyword baseline" in text and "F1 gain over keywords" in text and "reliability" in text
 
 
 def test_rescore_updates_stored_verdicts_without_fetching(sessions, config, embedder, tmp_path):

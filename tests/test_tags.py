@@ -163,3 +163,65 @@ def test_vendor_sets_match_the_labelled_items(tagger):
     items = [item for item in map(json.loads, lines) if item["relevant"]]
     exact = sum(set(tagger.tag(i["title"], i["text"]).vendors) == set(i["vendors"]) for i in items)
     assert exact / len(items) >= 0.85
+
+
+def test_sanctions_named_in_passing_are_background_not_the_event(tagger):
+    tags = tagger.tag(
+        "US-sanctioned Huawei posts record smartphone shipments",
+        "Huawei, which has been under US sanctions since 2019, shipped more phones than ever, "
+        "as its own chips helped it move past the bans that once crippled its handset business.",
+    )
+    assert tags.actions == [] and tags.event["role"] == "background"
+    assert tags.features["action_in_background"] == 1.0 and tags.features["event_in_title"] == 0.0
+
+
+def test_the_event_names_actor_action_target_and_role(tagger):
+    tags = tagger.tag(
+        "Lithuania's government bans Hikvision cameras in state institutions",
+        "The government backed the ban on Wednesday, citing security.",
+    )
+    assert tags.event == {"actor": "LT", "actor_kind": "government", "action": "bans", "target": "Hikvision", "role": "subject"}
+
+
+def test_vendors_named_once_in_the_body_are_found_and_comparisons_only_mentioned(tagger):
+    tags = tagger.tag(
+        "Ministry of Defence will change cameras on military objects",
+        "The ministry said surveillance cameras on military objects will be changed until the end of the year. "
+        "The decision follows a control by the military inspection in spring. "
+        "Like Huawei and ZTE before, the suppliers are seen as a risk by counterintelligence.\n\n"
+        "In total it is about several hundred units of Hikvision and Dahua, said the spokesman.",
+    )
+    assert tags.vendors == ["Hikvision", "Dahua"] and tags.mentioned_vendors == ["Huawei", "ZTE"]
+
+
+@pytest.mark.parametrize(
+    "title, text, not_action",
+    [
+        ("Hikvision profit rises", "Demand for cameras recovered in China, lifting profit.", "call_for_ban"),
+        ("FBI removes Chinese malware from routers", "The operation removed malware planted by hackers.", "removal"),
+        ("Police use drones for accident investigations", "Officers use drones for inspections of roofs.", "investigation"),
+    ],
+)
+def test_words_that_only_look_like_actions(tagger, title, text, not_action):
+    assert not_action not in tagger.tag(title, text).actions
+
+
+def test_mandatory_security_certification_is_a_procurement_restriction(tagger):
+    tags = tagger.tag(
+        "India makes security testing compulsory for CCTV cameras bought by government",
+        "Every camera must be certified by an accredited laboratory before a ministry may buy it.",
+    )
+    assert tags.actions[:1] == ["procurement_restriction"]
+
+
+@pytest.mark.parametrize(
+    "title, china_restricts",
+    [
+        ("China bars Micron chips from critical infrastructure", 1.0),
+        ("Beijing to sanction US drone makers over Taiwan arms sales", 1.0),
+        ("Cameras made in China removed from army bases", 0.0),
+        ("Beijing condemns Canada's ban on Hikvision", 0.0),
+    ],
+)
+def test_china_acting_against_foreign_firms_is_read_as_the_other_direction(tagger, title, china_restricts):
+    assert tagger.tag(title, "").features["china_restricts"] == china_restricts
