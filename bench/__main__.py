@@ -1,9 +1,10 @@
 """Run every benchmark and print the figures the README quotes."""
 
-from bench import archive, pipeline, stories, topic
+from bench import archive, embedding, pipeline, stories, topic
 
 if __name__ == "__main__":
     topic.report(topic.main())
     stories.report(stories.main())
+    embedding.report(embedding.main())
     pipeline.report(pipeline.main())
     archive.report(archive.main())

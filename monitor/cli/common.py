@@ -128,7 +128,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
 @contextmanager
 def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
     settings = settings or app.settings
-    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
     with build_client(settings) as client:
         yield Deps(
