@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     database_url: str = Field("sqlite:///data/monitor.db", description="SQLAlchemy URL of the store.")
     model: str = Field("", description="sentence-transformers model name or path; empty: the packaged all-MiniLM-L6-v2.")
     embed_batch_size: int = Field(32, ge=1, description="Texts embedded per model call.")
-    model_cache: Path = Field(Path("data/models"), description="Folder of trained topic models (retrained when a topic changes).")
+    embed_backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+        "torch", description="What runs the model: torch, ONNX Runtime (onnx), or its int8 form (onnx-int8; needs the onnx extra)."
+    )
+    embed_max_tokens: int = Field(256, ge=16, le=512, description="Tokens of each article the model reads (the packaged model's limit is 256).")
+    model_cache: Path = Field(Path("data/models"), description="Folder of trained topic models (retrained when a topic changes) and of the ONNX export of the embedding model.")
     user_agent: str = Field(
         "monitor/0.1 (news monitoring bot; set MONITOR_USER_AGENT to add a contact address)",
         description="User-Agent of every request; add a contact address in production.",

@@ -1,17 +1,21 @@
-"""Sentence embeddings: an Embedder protocol and the sentence-transformers implementation."""
+"""Sentence embeddings: an Embedder protocol and the sentence-transformers implementation, in torch or ONNX Runtime."""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
+from monitor.config import Settings
+
 log = logging.getLogger(__name__)
 
-MAX_CHARS = 4000  # the model reads 256 tokens; more text only costs tokenisation time
+MAX_CHARS = 4000  # the model reads 256 tokens at most; more text only costs tokenisation time
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 class Embedder(Protocol):
@@ -28,41 +32,79 @@ def packaged_model_path() -> str:
 
 
 class SentenceTransformerEmbedder:
-    """Loads the model on first use, once per process, and embeds in batches."""
+    """Loads the model on first use, once per process, and embeds in batches.
+
+    backend "onnx" runs the model in ONNX Runtime and "onnx-int8" its int8 quantised form, both exported once from the
+    torch model into cache_dir (see monitor/embed_onnx.py); max_tokens is how much of each text the model reads.
+    """
 
     dimension = 384
 
-    def __init__(self, model: str = "", *, batch_size: int = 32, device: str = "cpu"):
+    def __init__(
+        self,
+        model: str = "",
+        *,
+        batch_size: int = 32,
+        device: str = "cpu",
+        backend: str = "torch",
+        max_tokens: int = 256,
+        cache_dir: Path | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown embedding backend {backend!r}: one of {', '.join(BACKENDS)}")
+        if backend != "torch" and cache_dir is None:
+            raise ValueError(f"the {backend} backend needs a folder to cache its exported model in")
         self.model_name = model or packaged_model_path()
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+        self.max_tokens = max_tokens
+        self.cache_dir = cache_dir
         self._model = None
         self._lock = threading.Lock()
-        self._encode_lock = threading.Lock()  # one encode at a time: torch already uses every core
+        self._encode_lock = threading.Lock()  # one encode at a time: the model already uses every core
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SentenceTransformerEmbedder:
+        return cls(
+            settings.model,
+            batch_size=settings.embed_batch_size,
+            backend=settings.embed_backend,
+            max_tokens=settings.embed_max_tokens,
+            cache_dir=settings.model_cache / "onnx",
+        )
 
     def _load(self):
         with self._lock:
             if self._model is None:
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                from sentence_transformers import SentenceTransformer
+                log.info("loading embedding model %s (%s, %d tokens)", self.model_name, self.backend, self.max_tokens)
+                if self.backend == "torch":
+                    from sentence_transformers import SentenceTransformer
 
-                log.info("loading embedding model %s", self.model_name)
-                self._model = SentenceTransformer(self.model_name, device=self.device)
-                self.dimension = self._model.get_embedding_dimension()
+                    model = SentenceTransformer(self.model_name, device=self.device)
+                    model.max_seq_length = self.max_tokens
+                    self.dimension = model.get_embedding_dimension()
+                else:
+                    from monitor.embed_onnx import OnnxEncoder, export
+
+                    model_file = export(self.model_name, self.cache_dir, int8=self.backend == "onnx-int8")
+                    model = OnnxEncoder(model_file, self.model_name, max_tokens=self.max_tokens)
+                    self.dimension = model.dimension
+                self._model = model
         return self._model
 
     def embed(self, texts: list[str]) -> np.ndarray:
         model = self._model or self._load()
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
+        texts = [t[:MAX_CHARS] for t in texts]
         with self._encode_lock:
+            if self.backend != "torch":
+                return model.encode(texts, batch_size=self.batch_size)
             vectors = model.encode(
-                [t[:MAX_CHARS] for t in texts],
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
+                texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
             )
         return vectors.astype(np.float32, copy=False)
 

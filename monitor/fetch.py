@@ -291,8 +291,19 @@ class Fetcher:
         rules.parse(response.content.decode("utf-8", errors="replace").splitlines())
         return rules
 
+    @staticmethod
+    def host_key(url: str) -> str:
+        """The host a URL's requests are spaced by."""
+        return urlsplit(url).netloc.lower()
+
+    def ready_at(self, host: str) -> float:
+        """When (on the clock) the host's next request may start: page schedulers ask it so as not to wait here."""
+        with self._hosts_lock:
+            known = self._hosts.get(host)
+        return known.next_start if known else 0.0
+
     def _host(self, url: str) -> _Host:
-        host = urlsplit(url).netloc.lower()
+        host = self.host_key(url)
         with self._hosts_lock:
             if host not in self._hosts:
                 self._hosts[host] = _Host(threading.Semaphore(self.host_concurrency))

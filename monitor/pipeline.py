@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
@@ -26,10 +26,16 @@ from monitor.placement import catch_up, load_deduper
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater
+from monitor.hostpool import HostPool
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
 
 log = logging.getLogger(__name__)
+
+
+# Feeds read at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
+# stay busy only when several outlets have pages waiting. A feed's thread mostly waits for its pages.
+FEEDS_PER_PAGE_THREAD = 4
 
 
 def utcnow() -> datetime:
@@ -67,7 +73,7 @@ class Deps:
     embedder: Embedder
     scorers: list[TopicScorer]
     clock: Callable[[], datetime] = utcnow
-    page_pool: Executor | None = None
+    page_pool: HostPool | None = None
     timings: Timings = field(default_factory=Timings)
     deduper: Deduper = field(default_factory=Deduper)
     on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
@@ -211,7 +217,7 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
             entry, feed_id=feed_id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings
         )
 
-    candidates = list(deps.page_pool.map(read, fresh)) if deps.page_pool else [read(e) for e in fresh]
+    candidates = deps.page_pool.map(read, fresh, url=lambda e: e.url) if deps.page_pool else [read(e) for e in fresh]
     outcome = FeedOutcome(feed=state.name, ok=True, page_errors=[c.page_error for c in candidates if c.page_error])
     return FeedPoll(
         feed_id,
@@ -359,14 +365,13 @@ def run_pass(
     outcomes: list[FeedOutcome] = []
     stop = stop or threading.Event()
     workers = deps.settings.fetch_workers
-    with ThreadPoolExecutor(workers, thread_name_prefix="feed") as feed_pool, ThreadPoolExecutor(
-        workers, thread_name_prefix="page"
-    ) as page_pool:
+    in_flight = workers * FEEDS_PER_PAGE_THREAD
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="feed") as feed_pool, HostPool(deps.fetcher, workers) as page_pool:
         deps = replace(deps, page_pool=page_pool)
         pending: dict[Future, int] = {}
         queue = list(feed_ids)
         while queue or pending:
-            while queue and len(pending) < workers and not stop.is_set():
+            while queue and len(pending) < in_flight and not stop.is_set():
                 feed_id = queue.pop(0)
                 pending[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
             if stop.is_set():

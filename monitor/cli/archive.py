@@ -44,7 +44,7 @@ def serve(
     from monitor.web.app import create_app
 
     app_ = load_app(config, verbose=verbose, database=database)
-    embedder = SentenceTransformerEmbedder(app_.settings.model, batch_size=app_.settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(app_.settings)
     vectors = VectorIndex()
 
     def warm_up() -> None:
@@ -100,7 +100,7 @@ def search_archive(
     )  # fmt: skip
     vectors, vector = VectorIndex(), None
     if query.strip() and mode != "words":
-        vector = SentenceTransformerEmbedder(app_.settings.model).embed([query])[0]
+        vector = SentenceTransformerEmbedder.from_settings(app_.settings).embed([query])[0]
     try:
         with app_.sessions() as session:
             if vector is not None:

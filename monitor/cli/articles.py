@@ -77,7 +77,7 @@ def score(
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
     with stream:
         items = _read_jsonl(stream)
-    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
     scorer = build_scorer(spec, embedder, settings)
     good = [item for item, _ in items if item is not None]
     documents = [Document(str(item.get("title") or ""), str(item.get("text") or "")) for item in good]
@@ -126,7 +126,7 @@ def evaluate(
             story_items = read_story_items(stories)
         except (OSError, ValueError) as exc:
             raise typer.BadParameter(str(exc), param_hint="--stories") from exc
-        embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+        embedder = SentenceTransformerEmbedder.from_settings(settings)
         report = evaluate_stories(story_items, embedder, Tagger(spec))
         typer.echo(json.dumps(report, indent=1) if as_json else render_stories(report))
         return
@@ -139,7 +139,7 @@ def evaluate(
         raise typer.BadParameter(str(exc), param_hint="FILE") from exc
     default_negatives = settings.config.resolve().parent.parent / "shared" / "data" / "negatives" / "feed_items.jsonl"
     negatives = negatives or (default_negatives if default_negatives.is_file() else None)
-    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
     scorer = build_scorer(spec, embedder, settings)
     cross_validate = file is None or file.resolve() in {p.resolve() for p in spec.training}
     with progress_steps() as progress:
@@ -157,7 +157,7 @@ def rescore(
     """Score every stored article again with the current topic definitions, without fetching anything."""
     app_ = load_app(config)
     topics = [topic_spec(app_.config, topic)] if topic else app_.config.topics
-    embedder = SentenceTransformerEmbedder(app_.settings.model, batch_size=app_.settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(app_.settings)
     scorers = [build_scorer(t, embedder, app_.settings) for t in topics]
     counts = rescore_all(app_.sessions, scorers, embedder, now=utcnow())
     for name, (total, relevant) in counts.items():

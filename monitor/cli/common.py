@@ -157,7 +157,7 @@ def process_metrics(settings: Settings) -> Iterator[PipelineMetrics | None]:
 @contextmanager
 def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
     settings = settings or app.settings
-    embedder = SentenceTransformerEmbedder(settings.model, batch_size=settings.embed_batch_size)
+    embedder = SentenceTransformerEmbedder.from_settings(settings)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
     with process_metrics(settings) as metrics, build_client(settings) as client:
         yield Deps(
