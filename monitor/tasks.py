@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from celery import Celery
-from kombu.exceptions import ChannelError, OperationalError
+from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Settings
+from monitor.metrics import POLL_QUEUE, broker_queue_depth
 from monitor.pipeline import Deps, poll_feed, record_crash
 from monitor.store import leases
 
 log = logging.getLogger(__name__)
 
-QUEUE = "monitor.polls"
 POLL = "monitor.poll"
 
 
@@ -33,7 +33,7 @@ def make_celery(settings: Settings) -> Celery:
     """The Celery app over MONITOR_BROKER_URL (redis://… or amqp://…), set for polls that must not be lost."""
     app = Celery("monitor", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
-        task_default_queue=QUEUE,
+        task_default_queue=POLL_QUEUE,
         task_acks_late=True,  # acknowledged after the poll, so a killed worker's poll comes back
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,  # a worker holds one poll at a time, never a backlog others could run
@@ -83,7 +83,7 @@ def enqueue_due(app: Celery, sessions: sessionmaker[Session], *, now: datetime, 
     with sessions.begin() as session:
         feed_ids = leases.lease_due_feeds(session, now=now, seconds=lease_seconds, token=token)
     for feed_id in feed_ids:
-        app.send_task(POLL, args=(feed_id, token), queue=QUEUE)
+        app.send_task(POLL, args=(feed_id, token), queue=POLL_QUEUE)
     if feed_ids:
         log.info("enqueued %d polls", len(feed_ids))
     return len(feed_ids)
@@ -99,11 +99,7 @@ class QueueState:
 
 def queue_state(app: Celery, *, timeout: float = 2.0) -> QueueState:
     try:
-        with app.connection_for_read() as connection:
-            try:
-                waiting = connection.default_channel.queue_declare(queue=QUEUE, passive=True).message_count
-            except ChannelError:
-                waiting = 0  # Redis keeps no empty queue
+        waiting = broker_queue_depth(app.conf.broker_url, POLL_QUEUE, timeout=timeout)
     except OperationalError as exc:
         log.warning("the broker does not answer: %s", exc)
         return QueueState(None, {})

@@ -14,7 +14,8 @@ from monitor.notify.outbox import Sender
 from monitor.pipeline import utcnow
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
-from monitor.tasks import QUEUE, enqueue_due, make_celery, queue_state, register_poll, worker_name
+from monitor.metrics import POLL_QUEUE
+from monitor.tasks import enqueue_due, make_celery, queue_state, register_poll, worker_name
 from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
 
 
@@ -28,7 +29,7 @@ def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
 
     if sender.mail is not None:
         sender.plan_if_missed()
-    log.info("distributed mode: polls go to queue %s for `monitor worker`s", QUEUE)
+    log.info("distributed mode: polls go to queue %s for `monitor worker`s", POLL_QUEUE)
     scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval)
     serve_forever(scheduler, stop)
 
@@ -57,7 +58,7 @@ def worker(
                 "worker",
                 "--pool=threads",
                 f"--concurrency={concurrency}",
-                f"--queues={QUEUE}",
+                f"--queues={POLL_QUEUE}",
                 f"--hostname={worker_name()}",
                 "--loglevel=DEBUG" if verbose else "--loglevel=INFO",
                 "--without-mingle",
@@ -72,8 +73,8 @@ def print_queue_state(app_: App, console: Console) -> None:
     with app_.sessions() as session:
         leased = leases.leased_feeds(session, now=utcnow())
     if state.waiting is None:
-        console.print(f"queue {QUEUE}: the broker does not answer; feeds leased to polls: {leased}")
+        console.print(f"queue {POLL_QUEUE}: the broker does not answer; feeds leased to polls: {leased}")
         return
-    console.print(f"queue {QUEUE}: {state.waiting} polls waiting; feeds leased to polls: {leased}")
+    console.print(f"queue {POLL_QUEUE}: {state.waiting} polls waiting; feeds leased to polls: {leased}")
     workers = ", ".join(f"{name} ({busy} polling)" for name, busy in state.workers.items())
     console.print(f"workers: {len(state.workers)}" + (f": {workers}" if workers else ""))
