@@ -86,6 +86,7 @@ def archive_server(demo_archive, tmp_path):
 
 def test_search_filter_open_a_story_and_follow_a_source(archive_server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(120_000)  # the first meaning search waits for the model to load, slow on a busy machine
     page.goto(archive_server + "/")
     assert page.locator("article.hit").count() >= 5  # the newest relevant stories before any search
 
@@ -127,6 +128,7 @@ def test_search_filter_open_a_story_and_follow_a_source(archive_server, browser,
 
 def test_a_mixed_search_says_how_each_story_matched_and_filters_show_counts(archive_server, browser, tmp_path):
     page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(120_000)  # the first meaning search waits for the model to load, slow on a busy machine
     page.goto(archive_server + "/")
     assert page.locator("select[name=sort]").input_value() == "newest"  # no words: newest first, and the box says so
     assert page.locator("select[name=sort]").is_disabled() and "newest first" in page.locator("p.summary").inner_text()
