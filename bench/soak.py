@@ -7,6 +7,7 @@ webhook's answer and the outbox's mark is the documented at-least-once behaviour
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -20,14 +21,19 @@ from pathlib import Path
 import yaml
 from sqlalchemy import func, select
 
+from monitor.cli.common import build_scorers
+from monitor.config import Settings, load_config
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
+from monitor.embed import SentenceTransformerEmbedder
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Delivery
 
+log = logging.getLogger(__name__)
+
 ROOT = Path(__file__).resolve().parents[1]
 ROUNDS = 8
-KILL_WITHIN = 30.0  # seconds after the scheduler started: polling, storing and delivering
+KILL_WITHIN = 60.0  # seconds after the scheduler started: loading the model, polling, storing and delivering
 READY_LIMIT = 300.0  # a start (loading the model, training the topic once) must reach the scheduler by then
 TIME_LIMIT = 900.0  # every round together; the settling run comes after
 SETTLE_LIMIT = 300.0
@@ -46,6 +52,14 @@ def soak_config(folder: Path, feeds: dict[str, str]) -> Path:
     path = folder / "feeds.yaml"
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+
+
+def train_topics(config_path: Path, cache: Path) -> None:
+    """The topic models trained before the rounds, as a deployed service has them: no kill lands in a training."""
+    settings = Settings(config=config_path, model_cache=cache)
+    embedder = SentenceTransformerEmbedder(settings.model)
+    trained = [scorer.model for scorer in build_scorers(load_config(config_path), embedder, settings)]
+    log.info("topic models ready: %d of them trained from labelled files", sum(model is not None for model in trained))
 
 
 def start(env: dict[str, str], log_path: Path) -> subprocess.Popen:
@@ -107,6 +121,7 @@ def main(rounds: int = ROUNDS, seed: int = SEED) -> dict:
             "HF_HUB_OFFLINE": "1",
             "TRANSFORMERS_OFFLINE": "1",
         }
+        train_topics(Path(env["MONITOR_CONFIG"]), Path(env["MONITOR_MODEL_CACHE"]))
         engine = make_engine(database_url)
         upgrade(engine)  # as `monitor run` does first: the store is there to be counted from the start
         sessions = session_factory(engine)
@@ -127,7 +142,7 @@ def main(rounds: int = ROUNDS, seed: int = SEED) -> dict:
         process = start(env, folder / "settle.log")  # the last run is left to finish: what is missing then is lost
         try:
             deadline = time.monotonic() + SETTLE_LIMIT
-            while time.monotonic() < deadline and not settled(sessions, len(articles) - 1):
+            while time.monotonic() < deadline and not settled(sessions, len(articles)):
                 time.sleep(2)
         finally:
             stop(process)
@@ -139,7 +154,7 @@ def main(rounds: int = ROUNDS, seed: int = SEED) -> dict:
             )
         engine.dispose()
         posts = Counter(posted_headline(r) for r in site.requests if r.method == "POST" and r.path == "/slack")
-    expected = len(articles) - 1  # the demo's republished article is one article
+    expected = len(articles)  # an article two feeds list is one article
     return {
         "rounds": kills,
         "seconds": time.monotonic() - began,
