@@ -23,7 +23,14 @@ from monitor.web.present import query_url
 
 log = logging.getLogger(__name__)
 
-router = APIRouter()
+class Problem(BaseModel):
+    """How the archive answers a request it refuses: a sentence, and for bad parameters the errors one by one."""
+
+    detail: str
+    errors: list[dict] | None = None
+
+
+router = APIRouter(responses={422: {"model": Problem, "description": "A parameter is invalid, or the search cannot be run."}})
 Params = Annotated[SearchParams, Query()]
 StoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The story's id.")]
 ArticleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The article's id.")]
@@ -141,13 +148,13 @@ def feed(request: Request, params: Params) -> Response:
     return Response(stream.getvalue(), media_type="application/atom+xml; charset=utf-8")
 
 
-@router.get("/api/stories/{story_id}", response_model=StoryAnswer, tags=["stories"], responses={404: {"description": "No such story."}})
+@router.get("/api/stories/{story_id}", response_model=StoryAnswer, tags=["stories"], responses={404: {"model": Problem, "description": "No such story."}})
 def api_story(request: Request, story_id: StoryId, topic: Topic = None) -> dict:
     """A story: every source with outlet, time and link (earliest first), merged tags, evidence, and similar stories."""
     return data.story_data(_archive(request), story_id, topic=topic)
 
 
-@router.get("/api/articles/{article_id}", response_model=ArticleAnswer, tags=["stories"], responses={404: {"description": "No such article."}})
+@router.get("/api/articles/{article_id}", response_model=ArticleAnswer, tags=["stories"], responses={404: {"model": Problem, "description": "No such article."}})
 def api_article(request: Request, article_id: ArticleId, topic: Topic = None) -> dict:
     """An article: its extracted text, metadata, the topic's verdict, tags and evidence, and its story."""
     return data.article_data(_archive(request), article_id, topic=topic)
