@@ -315,7 +315,7 @@ def test_a_scheduler_and_three_workers_one_killed_store_the_stories_of_one_proce
                 return stored == expected_count and not unpolled and not pending
 
             wait_until(finished, processes, "every article stored and every alert sent")
-            status = subprocess.run([sys.executable, "-m", "monitor.cli", "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+            status = subprocess.run([sys.executable, "-m", "monitor.cli", "status"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=1500)
         finally:
             gate.set()
             for process in processes:
