@@ -78,8 +78,8 @@ class Tags:
     actions: action keys of the vocabulary, most prominent first.
     evidence: per category (vendors, countries, actions, subjects), the phrases behind the tags, as written.
     features: numbers in [0, 1] for a classifier (see Article.features).
-    event: the main event as read: actor, actor_kind, action, target, and role (subject, or background when the
-    story names restrictions only in passing).
+    event: the main event as read: actor, actor_kind, action, target, and role (subject: in the title or lead;
+    body; background: the story names restrictions only in passing; none).
     """
 
     vendors: list[str]

@@ -66,6 +66,34 @@ def test_look_alike_events_in_two_countries_stay_apart():
     assert deduper.place(later).story is None  # a follow-up weeks later is a new story
 
 
+def at_cosine(vector: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    other = unit(seed)
+    other -= (other @ vector) * vector
+    return cosine * vector + np.sqrt(1 - cosine**2) * other / np.linalg.norm(other)
+
+
+def test_reports_of_one_event_fold_though_the_first_names_no_vendor():
+    deduper = Deduper()
+    vector = unit(7)
+    first = incoming(1, "a", vector, countries={"NL"}, actions={"removal"})
+    deduper.remember(first, deduper.place(first), story=1)
+    named = incoming(2, "b", at_cosine(vector, 0.7, 8), when=T0 + timedelta(days=1), countries={"NL"}, vendors={"Hikvision"}, actions={"removal"})
+    assert deduper.place(named).story == 1
+    later = incoming(3, "c", at_cosine(vector, 0.75, 9), when=T0 + timedelta(days=5), actions={"removal"})
+    assert deduper.place(later).story == 1  # a follow-up within the week, its tags agreeing
+    unrelated = incoming(4, "d", at_cosine(vector, 0.75, 10), when=T0 + timedelta(days=5), actions={"investigation"})
+    assert deduper.place(unrelated).story is None
+
+
+def test_two_events_in_one_country_stay_apart():
+    deduper = Deduper()
+    vector = unit(11)
+    drones = incoming(1, "a", vector, countries={"NL"}, vendors={"DJI"}, actions={"ban"})
+    deduper.remember(drones, deduper.place(drones), story=1)
+    cameras = incoming(2, "b", at_cosine(vector, 0.85, 12), when=T0 + timedelta(days=2), countries={"NL"}, vendors={"Hikvision"}, actions={"ban"})
+    assert deduper.place(cameras).story is None
+
+
 def test_story_folding_on_the_labelled_groups(embedder, config):
     from monitor.tags import Tagger
 
