@@ -24,9 +24,17 @@ def http_link(url: str | None) -> str | None:
     return url.strip() if parts.scheme.lower() in LINK_SCHEMES and parts.netloc else None
 
 
+UNLINKED = "urn:sha256:"
+
+
 def unlinked_key(url: str) -> str:
-    """A stable name for an address that is no http(s) link: it tells items apart without being a link to anything."""
-    return "urn:sha256:" + hashlib.sha256(url.strip().encode("utf-8", "replace")).hexdigest()
+    """A stable name for an address that is no http(s) link: it tells items apart without being a link to anything.
+
+    A name made here is its own key, so that a key given again stays the same.
+    """
+    if url.startswith(UNLINKED) and len(url) == len(UNLINKED) + 64:
+        return url
+    return UNLINKED + hashlib.sha256(url.strip().encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass(frozen=True)
