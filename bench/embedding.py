@@ -55,10 +55,11 @@ def main(cache_dir: Path | None = None, articles: int = ARTICLES) -> dict:
     texts = [Document(a.title, "\n\n".join([a.summary, *a.paragraphs])).for_embedding for a in generate_articles(articles, seed=5)]
     cache = cache_dir or ROOT / "data" / "models" / "onnx"
     rows = {}
-    for backend in BACKENDS:
-        for tokens in TOKENS:
+    for tokens in TOKENS:
+        for backend in BACKENDS:
             embedder = SentenceTransformerEmbedder(backend=backend, max_tokens=tokens, cache_dir=cache)
             rows[(backend, tokens)] = measure(embedder, texts, topic, items, stories)
+            print(row_line(backend, tokens, rows[(backend, tokens)]), flush=True)  # a slow run shows each as it comes
     reference = rows[("torch", 256)]
     for row in rows.values():
         row["holds"] = holds(row, reference)
@@ -66,14 +67,18 @@ def main(cache_dir: Path | None = None, articles: int = ARTICLES) -> dict:
     return {"rows": rows, "fastest_holding": fastest, "articles": articles}
 
 
+def row_line(backend: str, tokens: int, row: dict) -> str:
+    return (
+        f"  {backend:10}{tokens:>7}{row['per_s']:>8.1f}{row['precision']:>8.3f}{row['recall']:>8.3f}"
+        f"{row['story_precision']:>9.3f}{row['story_recall']:>9.3f}"
+    )
+
+
 def report(result: dict) -> None:
     print(f"embedding: {result['articles']} generated articles; detector cross-validated; story pairs on eval/stories.jsonl")
     print(f"  {'backend':10}{'tokens':>7}{'art/s':>8}{'P':>8}{'R':>8}{'story P':>9}{'story R':>9}  quality holds (within {TOLERANCE} of torch 256)")
     for (backend, tokens), row in result["rows"].items():
-        print(
-            f"  {backend:10}{tokens:>7}{row['per_s']:>8.1f}{row['precision']:>8.3f}{row['recall']:>8.3f}"
-            f"{row['story_precision']:>9.3f}{row['story_recall']:>9.3f}  {'yes' if row['holds'] else 'no'}"
-        )
+        print(f"{row_line(backend, tokens, row)}  {'yes' if row['holds'] else 'no'}")
     backend, tokens = result["fastest_holding"]
     print(f"  fastest where quality holds: {backend} at {tokens} tokens")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Annotated
 
@@ -14,6 +13,7 @@ from monitor.notify.outbox import Sender
 from monitor.pipeline import utcnow
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
+from monitor.hostpool import HostPool
 from monitor.metrics import POLL_QUEUE
 from monitor.tasks import enqueue_due, make_celery, queue_state, register_poll, worker_name
 from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
@@ -48,7 +48,7 @@ def worker(
         raise typer.Exit(2)
     celery = make_celery(settings)
     sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them
-    with pipeline_deps(app_, sender=sender) as deps, ThreadPoolExecutor(settings.fetch_workers, thread_name_prefix="page") as pages:
+    with pipeline_deps(app_, sender=sender) as deps, HostPool(deps.fetcher, settings.fetch_workers) as pages:
         deps.embedder.embed(["the model loads before the first poll is taken"])
         for scorer in deps.scorers:
             scorer.model  # noqa: B018  each topic's model read (or trained) once here, not by every poll thread at once
