@@ -17,7 +17,7 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from monitor.config import FeedSpec, SlackRoute
+from monitor.config import LOOPBACK_NETWORKS, FeedSpec, SlackRoute
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
 from monitor.store import leases, outbox
@@ -25,9 +25,9 @@ from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Delivery, Feed, StoryTopic
 
-from .conftest import REQUIRE_POSTGRES, ROOT, new_database
+from .conftest import REQUIRE_POSTGRES, ROOT, Clock, new_database
 from .test_cli import TOPIC_YAML
-from .test_outbox import TOPIC, Clock, Hook, make_sender, relevant_story
+from .test_outbox import TOPIC, Hook, make_sender, relevant_story
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)
 REDIS = "redis://127.0.0.1:6379"
@@ -124,7 +124,7 @@ def test_senders_at_once_post_each_alert_once(sessions, site):
     for thread in threads:
         thread.join()
     posted = [json.dumps(payload["blocks"]) for payload in slow.delivered]
-    assert len(posted) == 12
+    assert 1 <= len(posted) <= 12  # a sender that finds a burst due posts it as one message
     assert all(sum(f"/story-{n}|" in body for body in posted) == 1 for n in range(12))
 
 
@@ -186,6 +186,7 @@ def monitor_env(tmp_path, model_cache, database_url: str, feed_urls: list[str], 
         "MONITOR_HOST_CONCURRENCY": "8",
         "MONITOR_SLACK_WEBHOOK_URL": hook_url,
         "MONITOR_DELIVERY_INTERVAL": "1",
+        "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),  # the local site is on loopback, which the fetcher refuses otherwise
         **extra,
     }
 

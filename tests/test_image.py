@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
+from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply
 
 from .conftest import ROOT
@@ -130,6 +131,7 @@ def test_what_the_dockerfile_copies_installs_and_runs(tmp_path, news_site, model
         "TRANSFORMERS_OFFLINE": "1",
         "MONITOR_MODEL_CACHE": str(model_cache),  # the topic trained once per test session
         "MONITOR_HOST_DELAY": "0",
+        "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),  # the local site is on loopback
     }
     where = subprocess.run([python, "-c", "import monitor; print(monitor.__file__)"], cwd=app, env=env, capture_output=True, text=True)
     assert where.stdout.strip().startswith(str(venv)), where.stdout + where.stderr
