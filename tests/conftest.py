@@ -200,7 +200,10 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium driven by Playwright (never `playwright install`); one per test session."""
+    """Debian's Chromium driven by Playwright (never `playwright install`); one per test session.
+
+    The browser stands for the reader's machine, so it keeps the real clock even under `make test-ahead`:
+    libfaketime preloaded with the monotonic clock left real stalls Chromium's timers."""
     if not CHROMIUM.exists():
         if REQUIRE_POSTGRES:
             pytest.fail(f"{CHROMIUM} is required here (CI): apt-get install -y chromium")
@@ -208,6 +211,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        reader_env = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=reader_env)
         yield chromium
         chromium.close()
