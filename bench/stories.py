@@ -12,8 +12,9 @@ import numpy as np
 from sqlalchemy import insert
 
 from monitor.dedup import Deduper, Incoming, content_hash, signature, signature_to_bytes
+from monitor.deps import Deps
 from monitor.domain import TopicVerdict
-from monitor.pipeline import Deps, _place
+from monitor.pipeline import _place
 from monitor.placement import load_deduper
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade

@@ -27,15 +27,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import uvicorn  # noqa: E402
 
 from monitor.cli.common import build_scorers  # noqa: E402
-from monitor.config import FeedSpec, Settings, load_config  # noqa: E402
+from monitor.config import Settings, load_config  # noqa: E402
 from monitor.demo.server import LocalSite  # noqa: E402
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes  # noqa: E402
-from monitor.domain import Source, StoryView  # noqa: E402
+from monitor.deps import Deps  # noqa: E402
+from monitor.domain import FeedSpec, Source, StoryView  # noqa: E402
 from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
 from monitor.fetch import Fetcher, build_client  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
 from monitor.notify.slack import alert_message, batch_message  # noqa: E402
-from monitor.pipeline import Deps, run_pass  # noqa: E402
+from monitor.passes import run_pass  # noqa: E402
 from monitor.store import repository as repo  # noqa: E402
 from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
 from monitor.web.app import create_app  # noqa: E402

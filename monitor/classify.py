@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
-from monitor.config import TopicSpec
-from monitor.domain import TopicVerdict
+from monitor.domain import TopicSpec, TopicVerdict
 from monitor.embed import Embedder
 from monitor.evaluate import jsonl_records
 from monitor.tags import NEGATIVE_FEATURES, POSITIVE_FEATURES, Tagger, Tags

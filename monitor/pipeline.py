@@ -1,83 +1,29 @@
-"""The one place that calls every stage in order: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
+"""The one place that calls every stage in order, for one feed: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
-from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-import numpy as np
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from monitor.classify import Document, TopicScorer
+from monitor.classify import Document
 from monitor.config import Settings
-from monitor.dedup import Deduper, Incoming, canonical_url, content_hash, signature, signature_to_bytes
+from monitor.dedup import Incoming, canonical_url, content_hash, signature, signature_to_bytes
+from monitor.deps import Deps, Timings
 from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
-from monitor.embed import Embedder, from_bytes, to_bytes
-from monitor.placement import catch_up, load_deduper
+from monitor.embed import to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater
-from monitor.hostpool import HostPool
+from monitor.placement import catch_up, load_deduper
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
 
 log = logging.getLogger(__name__)
-
-
-# Feeds read at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
-# stay busy only when several outlets have pages waiting. A feed's thread mostly waits for its pages.
-FEEDS_PER_PAGE_THREAD = 4
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Timings:
-    """Seconds spent in each stage, summed over threads: where a pass spends its time; each step also goes to observe."""
-
-    def __init__(self, observe: Callable[[str, float], None] | None = None) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-        self._observe = observe
-
-    @contextmanager
-    def measure(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self.seconds[stage] += elapsed
-            if self._observe:
-                self._observe(stage, elapsed)
-
-
-@dataclass
-class Deps:
-    """The side effects a poll needs, built once by the composition root."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    fetcher: Fetcher
-    embedder: Embedder
-    scorers: list[TopicScorer]
-    clock: Callable[[], datetime] = utcnow
-    page_pool: HostPool | None = None
-    timings: Timings = field(default_factory=Timings)
-    deduper: Deduper = field(default_factory=Deduper)
-    on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
-    on_outcome: Callable[[FeedOutcome], None] | None = None  # called once per finished poll (metrics)
 
 
 @dataclass
@@ -352,69 +298,3 @@ def poll_feed(feed_id: int, deps: Deps) -> FeedOutcome:
     if deps.on_outcome:
         deps.on_outcome(outcome)
     return outcome
-
-
-def run_pass(
-    feed_ids: list[int],
-    deps: Deps,
-    *,
-    on_done: Callable[[FeedOutcome], None] | None = None,
-    stop: threading.Event | None = None,
-) -> list[FeedOutcome]:
-    """Poll feeds once, fetching in threads while the calling thread embeds and stores, so the model never waits."""
-    outcomes: list[FeedOutcome] = []
-    stop = stop or threading.Event()
-    workers = deps.settings.fetch_workers
-    in_flight = workers * FEEDS_PER_PAGE_THREAD
-    with ThreadPoolExecutor(in_flight, thread_name_prefix="feed") as feed_pool, HostPool(deps.fetcher, workers) as page_pool:
-        deps = replace(deps, page_pool=page_pool)
-        pending: dict[Future, int] = {}
-        queue = list(feed_ids)
-        while queue or pending:
-            while queue and len(pending) < in_flight and not stop.is_set():
-                feed_id = queue.pop(0)
-                pending[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
-            if stop.is_set():
-                queue.clear()
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                feed_id = pending.pop(future)
-                try:
-                    outcome = ingest(future.result(), deps)
-                except Exception as exc:  # one feed's crash must not end the pass for the others
-                    outcome = record_crash(feed_id, deps, exc)
-                outcomes.append(outcome)
-                if deps.on_outcome:
-                    deps.on_outcome(outcome)
-                if on_done:
-                    on_done(outcome)
-    return outcomes
-
-
-def rescore_all(
-    sessions: sessionmaker[Session], scorers: list[TopicScorer], embedder: Embedder, *, now: datetime, batch: int = 256
-) -> dict[str, tuple[int, int]]:
-    """Score stored articles again from their stored text and vectors: (articles, relevant) per topic."""
-    counts = {scorer.spec.name: [0, 0] for scorer in scorers}
-    after = 0
-    while True:
-        with sessions() as session:
-            rows = repo.articles_after(session, after, limit=batch)
-        if not rows:
-            break
-        documents = [Document(row.title, row.text) for row in rows]
-        missing = [i for i, row in enumerate(rows) if row.embedding is None]
-        vectors = [from_bytes(row.embedding) if row.embedding is not None else None for row in rows]
-        for i, vector in zip(missing, embedder.embed([documents[i].for_embedding for i in missing])):
-            vectors[i] = vector
-        matrix = np.vstack(vectors)
-        with sessions.begin() as session:
-            for scorer in scorers:
-                for row, verdict in zip(rows, scorer.score(documents, matrix)):
-                    repo.save_verdicts(session, row.id, [verdict], now=now)
-                    counts[scorer.spec.name][0] += 1
-                    counts[scorer.spec.name][1] += verdict.relevant
-        after = rows[-1].id
-    return {name: (total, relevant) for name, (total, relevant) in counts.items()}

@@ -13,9 +13,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.delivery import Sender, digest_day
+from monitor.deps import Deps
 from monitor.domain import FeedOutcome
-from monitor.notify.outbox import Sender, digest_day
-from monitor.pipeline import Deps, poll_feed
+from monitor.pipeline import poll_feed
 from monitor.store import repository as repo
 from monitor.store.models import Feed
 

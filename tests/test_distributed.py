@@ -17,9 +17,10 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, SlackRoute
+from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
+from monitor.domain import FeedSpec, SlackRoute
 from monitor.store import leases, outbox
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade

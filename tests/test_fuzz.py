@@ -11,9 +11,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monitor.config import TopicSpec
 from monitor.dedup import canonical_url
-from monitor.domain import Extracted, ParsedFeed
+from monitor.domain import Extracted, ParsedFeed, TopicSpec
 from monitor.extract import extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.tags import Tagger

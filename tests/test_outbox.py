@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 
-from monitor.config import DigestSpec, Outputs, QuietHours, SlackRoute
+from monitor.delivery import MailChannel, Sender, SlackChannel
 from monitor.demo.server import LocalSite, Reply, Request
+from monitor.domain import DigestSpec, Outputs, QuietHours, SlackRoute
 from monitor.notify.email import Mailer
-from monitor.notify.outbox import MailChannel, Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
 from monitor.scheduler import build_scheduler
 from monitor.store import outbox

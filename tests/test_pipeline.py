@@ -14,13 +14,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from monitor.classify import TopicScorer
-from monitor.config import FeedSpec
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
+from monitor.deps import Deps
+from monitor.domain import FeedSpec
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, backoff_delay, run_pass, store_failure
-from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.passes import run_pass
+from monitor.pipeline import backoff_delay, store_failure
 from monitor.store import repository as repo
+from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed, FetchFailure
 
 from .conftest import NOW, Clock

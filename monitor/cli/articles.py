@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 import typer
 
 from monitor.classify import Document, read_labelled
+from monitor.deps import utcnow
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
-from monitor.pipeline import rescore_all, utcnow
+from monitor.passes import rescore_all
 from monitor.store import repository as repo
 from monitor.cli.common import (
     app,

@@ -21,15 +21,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import TopicScorer, read_labelled
-from monitor.config import Config, ConfigError, Settings, TopicSpec, load_config
+from monitor.config import ConfigError, Settings, load_config
+from monitor.dedup import Deduper
+from monitor.delivery import MailChannel, Sender, SlackChannel
+from monitor.deps import Deps, Timings, utcnow
+from monitor.domain import Config, TopicSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
-from monitor.notify.email import Mailer
-from monitor.notify.outbox import MailChannel, Sender, SlackChannel
-from monitor.notify.slack import SlackWebhook
-from monitor.dedup import Deduper
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline import Deps, Timings, utcnow
+from monitor.notify.email import Mailer
+from monitor.notify.slack import SlackWebhook
 from monitor.placement import load_deduper
 from monitor.store.db import make_engine, session_factory, upgrade
 
@@ -100,7 +101,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
     outputs = app.config.outputs
     slack, webhooks = [], {}
     for route in outputs.slack:
-        url = route.url(settings)
+        url = settings.webhook_url(route.webhook)
         if not url:
             log.info("Slack route %s: %s is not set, so it sends nothing", route.name, route.webhook)
             continue

@@ -15,16 +15,17 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
-from monitor.domain import FeedOutcome
+from monitor.cli.distributed import print_queue_state, schedule_forever
+from monitor.config import LOOPBACK_NETWORKS, Settings
+from monitor.delivery import Report, digest_day
+from monitor.deps import Deps, utcnow
+from monitor.domain import FeedOutcome, FeedSpec
 from monitor.notify.digest import to_email
-from monitor.notify.outbox import Report, digest_day
-from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.passes import run_pass
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
-from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
-from monitor.cli.distributed import print_queue_state, schedule_forever
+from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store.models import Feed
 from monitor.cli.common import (
     App,

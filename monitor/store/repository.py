@@ -10,8 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from monitor.config import FeedSpec
-from monitor.domain import Candidate, TopicVerdict
+from monitor.domain import Candidate, FeedSpec, TopicVerdict
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
 

@@ -20,7 +20,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from monitor.config import Config, Settings
+from monitor.config import Settings
+from monitor.domain import Config
 from monitor.embed import Embedder
 from monitor.store.search import VectorIndex
 from monitor.web import api, health, pages

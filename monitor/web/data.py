@@ -12,7 +12,8 @@ from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.config import Config, Settings
+from monitor.config import Settings
+from monitor.domain import Config
 from monitor.embed import Embedder
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views
