@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from monitor.cadence import span
+
 log = logging.getLogger(__name__)
 
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
@@ -55,6 +57,14 @@ class Settings(BaseSettings):
     fetch_workers: int = Field(8, ge=1, description="Threads fetching feeds and pages.")
     retry_after_wait: float = Field(10.0, ge=0, le=DAY, description="Longest Retry-After waited for in place; longer ones reschedule.")
     max_backoff: float = Field(6 * 3600, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failing feed.")
+    poll_adaptive: bool = Field(
+        True, description="Each feed's interval follows how often it publishes (README, Polling); false: every feed keeps its configured interval."
+    )
+    poll_min_interval: float = Field(300.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Shortest adaptive interval, in seconds, of a feed without its own min_interval.")
+    poll_max_interval: float = Field(
+        86400.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Longest adaptive interval, in seconds, of a feed without its own max_interval; also caps the publisher's hints."
+    )
+    polls_per_item: float = Field(4.0, gt=0, le=100, description="Polls per expected new item: the adaptive interval is a day / the feed's items a day / this.")
     full_refresh: float = Field(
         6 * 3600, ge=0, le=30 * DAY, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
     )
@@ -85,6 +95,12 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> Settings:
+        if self.poll_min_interval > self.poll_max_interval:
+            raise ValueError("MONITOR_POLL_MIN_INTERVAL is longer than MONITOR_POLL_MAX_INTERVAL")
+        return self
+
     poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
     delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
 
@@ -117,7 +133,9 @@ class FeedSpec(BaseModel):
 
     name: str = Field(min_length=1)
     url: str
-    interval: int = 1800
+    interval: int = 1800  # where polling starts; kept when adaptive polling is off
+    min_interval: int | None = None  # bounds of the adaptive interval; default: MONITOR_POLL_MIN/MAX_INTERVAL
+    max_interval: int | None = None
     language: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -128,10 +146,21 @@ class FeedSpec(BaseModel):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 
-    @field_validator("interval", mode="before")
+    @field_validator("interval", "min_interval", "max_interval", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> int:
-        return parse_duration(value)
+    def _duration(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> FeedSpec:
+        low, high = self.min_interval, self.max_interval
+        if low is not None and high is not None and low > high:
+            raise Misplaced(f"min_interval {span(low)} is longer than max_interval {span(high)}", ("min_interval",))
+        if "interval" in self.model_fields_set and low is not None and self.interval < low:
+            raise Misplaced(f"interval {span(self.interval)} is shorter than min_interval {span(low)}", ("interval",))
+        if "interval" in self.model_fields_set and high is not None and self.interval > high:
+            raise Misplaced(f"interval {span(self.interval)} is longer than max_interval {span(high)}", ("interval",))
+        return self
 
 
 class TopicSpec(BaseModel):

@@ -49,10 +49,19 @@ class FeedEntry:
 
 
 @dataclass(frozen=True)
+class PollHint:
+    """A publisher's wish not to be polled more often than every `seconds`: RSS ttl, sy:updatePeriod, Cache-Control, Expires."""
+
+    source: str  # what said so: "ttl", "sy:updatePeriod", "Cache-Control max-age", "Expires"
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ParsedFeed:
     title: str | None
     entries: list[FeedEntry]
     problem: str | None = None  # set when the document was malformed but still parsed
+    hints: tuple[PollHint, ...] = ()  # the document's own (ttl, sy:updatePeriod)
 
 
 @dataclass(frozen=True)
