@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from monitor.config import FeedSpec
 from monitor.domain import Candidate, PollHint, TopicVerdict
+from monitor.store.leases import lock_feeds
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
 
@@ -75,6 +76,7 @@ class RecentArticle:
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
     """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles)."""
     specs = list(specs)
+    lock_feeds(session)
     existing = {feed.name: feed for feed in session.scalars(select(Feed))}
     for spec in specs:
         feed = existing.get(spec.name)
