@@ -99,9 +99,11 @@ def choose_interval(
     low, high = bounds[0], max(bounds)
     rate = publication_rate(times, now=now, watched_since=watched_since) if adaptive else None
     if not adaptive:
-        seconds, reason = start, f"configured {span(start)} (adaptive polling off)"
+        seconds, reason = start, f"configured {span(start)}, adaptive polling off"
     elif rate is None:
         seconds, reason = min(max(start, low), high), f"configured {span(start)} until {MIN_DAYS} days are seen"
+        if seconds != start:
+            reason += f", bounds {span(low)}–{span(high)}"
     elif rate.per_day == 0:
         items = f"{rate.items} item" + ("" if rate.items == 1 else "s")
         seconds, reason = high, f"quiet: {items} in {rate.days} days → {span(high)}"

@@ -73,7 +73,8 @@ def test_the_configured_interval_holds_until_two_days_are_seen():
     dated = interval(every(timedelta(minutes=30), count=144), watched_since=NOW - timedelta(hours=1))
     assert dated.reason == "48 items/day → 8 min"  # a new feed whose items reach back three days
     assert publication_rate([], now=NOW, watched_since=NOW - timedelta(days=1, hours=23)) is None
-    assert interval([], adaptive=False, start=7200).reason == "configured 2 h (adaptive polling off)"
+    assert interval([], watched_since=NOW, bounds=(7200, DAY)).reason == "configured 30 min until 2 days are seen, bounds 2 h–24 h"
+    assert interval([], adaptive=False, start=7200).reason == "configured 2 h, adaptive polling off"
 
 
 def test_hints_are_floors_up_to_the_maximum():
@@ -288,6 +289,22 @@ def test_a_host_is_never_polled_faster_than_its_politeness_allows(sessions, sett
     host = site.base_url.removeprefix("http://")
     assert row.poll_interval == 3600  # four feeds, 15 min apart, rather than the 30 min its 12 items a day ask
     assert row.poll_reason == f"host politeness: 4 feeds on {host}, 900 s apart (rather than 12 items/day → 30 min)"
+
+
+def test_with_adaptive_polling_off_a_feed_keeps_its_interval_yet_honours_its_hints(sessions, settings, monkeypatch):
+    monkeypatch.setenv("MONITOR_POLL_ADAPTIVE", "false")
+    assert Settings().poll_adaptive is False
+    clock = Clock()
+    fixed = settings.model_copy(update={"poll_adaptive": False})
+    with LocalSite() as site, polling(sessions, fixed, clock) as deps:
+        site.routes["/busy.xml"] = Reply(200, rss(site, "busy", every(timedelta(hours=2), count=84)), RSS)
+        site.routes["/ttl.xml"] = Reply(200, rss(site, "ttl", every(timedelta(hours=2), count=84), "<ttl>240</ttl>"), RSS)
+        ids = add_feeds(sessions, [FeedSpec(name="Busy", url=site.url("/busy.xml"), interval="2h"), FeedSpec(name="TTL", url=site.url("/ttl.xml"))])
+        for feed_id in ids.values():
+            poll_feed(feed_id, deps)
+    busy, ttl = feed_row(sessions, ids["Busy"]), feed_row(sessions, ids["TTL"])
+    assert (busy.poll_interval, busy.poll_reason) == (7200, "configured 2 h, adaptive polling off")
+    assert (ttl.poll_interval, ttl.poll_reason) == (14400, "ttl 4 h (rather than configured 30 min, adaptive polling off)")
 
 
 def test_failures_back_off_from_the_adaptive_interval(sessions, settings):
