@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from monitor.domain import Config
+from monitor.domain import MAX_INTERVAL, MIN_INTERVAL, Config
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,14 @@ class Settings(BaseSettings):
     fetch_workers: int = Field(8, ge=1, description="Threads fetching feeds and pages.")
     retry_after_wait: float = Field(10.0, ge=0, le=DAY, description="Longest Retry-After waited for in place; longer ones reschedule.")
     max_backoff: float = Field(6 * 3600, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failing feed.")
+    poll_adaptive: bool = Field(
+        True, description="Each feed's interval follows how often it publishes (README, Polling); false: every feed keeps its configured interval."
+    )
+    poll_min_interval: float = Field(300.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Shortest adaptive interval, in seconds, of a feed without its own min_interval.")
+    poll_max_interval: float = Field(
+        86400.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Longest adaptive interval, in seconds, of a feed without its own max_interval; also caps the publisher's hints."
+    )
+    polls_per_item: float = Field(4.0, gt=0, le=100, description="Polls per expected new item: the adaptive interval is a day / the feed's items a day / this.")
     full_refresh: float = Field(
         6 * 3600, ge=0, le=30 * DAY, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
     )
@@ -78,6 +86,12 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> Settings:
+        if self.poll_min_interval > self.poll_max_interval:
+            raise ValueError("MONITOR_POLL_MIN_INTERVAL is longer than MONITOR_POLL_MAX_INTERVAL")
+        return self
+
     poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
     delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
 

@@ -63,10 +63,19 @@ class FeedEntry:
 
 
 @dataclass(frozen=True)
+class PollHint:
+    """A publisher's wish not to be polled more often than every `seconds`: RSS ttl, sy:updatePeriod, Cache-Control, Expires."""
+
+    source: str  # what said so: "ttl", "sy:updatePeriod", "Cache-Control max-age", "Expires"
+    seconds: float
+
+
+@dataclass(frozen=True)
 class ParsedFeed:
     title: str | None
     entries: list[FeedEntry]
     problem: str | None = None  # set when the document was malformed but still parsed
+    hints: tuple[PollHint, ...] = ()  # the document's own (ttl, sy:updatePeriod)
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,21 @@ def parse_duration(value: Any) -> int:
     return int(seconds)
 
 
+def span(seconds: float) -> str:
+    """A duration as a reader says it: "45 s", "40 min", "1 h 52 min", "2 d 3 h"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
 class FeedSpec(BaseModel):
     """A feed to poll, as feeds.yaml names it."""
 
@@ -185,7 +209,9 @@ class FeedSpec(BaseModel):
 
     name: str = Field(min_length=1)
     url: str
-    interval: int = 1800
+    interval: int = 1800  # where polling starts; kept when adaptive polling is off
+    min_interval: int | None = None  # bounds of the adaptive interval; default: MONITOR_POLL_MIN/MAX_INTERVAL
+    max_interval: int | None = None
     language: str | None = None
     tags: list[str] = Field(default_factory=list)
 
@@ -196,10 +222,21 @@ class FeedSpec(BaseModel):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value
 
-    @field_validator("interval", mode="before")
+    @field_validator("interval", "min_interval", "max_interval", mode="before")
     @classmethod
-    def _duration(cls, value: Any) -> int:
-        return parse_duration(value)
+    def _duration(cls, value: Any) -> int | None:
+        return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _within_bounds(self) -> FeedSpec:
+        low, high = self.min_interval, self.max_interval
+        if low is not None and high is not None and low > high:
+            raise Misplaced(f"min_interval {span(low)} is longer than max_interval {span(high)}", ("min_interval",))
+        if "interval" in self.model_fields_set and low is not None and self.interval < low:
+            raise Misplaced(f"interval {span(self.interval)} is shorter than min_interval {span(low)}", ("interval",))
+        if "interval" in self.model_fields_set and high is not None and self.interval > high:
+            raise Misplaced(f"interval {span(self.interval)} is longer than max_interval {span(high)}", ("interval",))
+        return self
 
 
 class TopicSpec(BaseModel):

@@ -10,16 +10,18 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from monitor.cadence import WINDOW_DAYS, Cadence, choose_interval, host_floor
 from monitor.classify import Document
 from monitor.config import Settings
 from monitor.dedup import Incoming, canonical_url, content_hash, signature, signature_to_bytes
 from monitor.deps import Deps, Timings
-from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
+from monitor.domain import Candidate, FeedEntry, FeedOutcome, PollHint, http_link
 from monitor.embed import to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
-from monitor.fetch import Fetcher, FetchError, RetryLater
+from monitor.fetch import Fetcher, FetchError, RetryLater, cache_hint
 from monitor.placement import catch_up, load_deduper
+from monitor.store import polling
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
 
@@ -35,6 +37,7 @@ class FeedPoll:
     candidates: list[Candidate] = field(default_factory=list)
     feed_state: dict | None = None  # recorded with the articles, in one transaction
     page_failures: list[tuple[str, str]] = field(default_factory=list)
+    hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
 
 
 def backoff_delay(interval: float, failures: int, cap: float) -> float:
@@ -44,7 +47,7 @@ def backoff_delay(interval: float, failures: int, cap: float) -> float:
 
 def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
     now = deps.clock()
-    delay = backoff_delay(state.interval_seconds, state.error_count + 1, deps.settings.max_backoff)
+    delay = backoff_delay(state.current_interval, state.error_count + 1, deps.settings.max_backoff)
     if retry_after is not None:
         delay = max(delay, retry_after)
     log.info("feed %s failed: %s; next try in %.0fs", state.name, message, delay)  # the pass summary warns when most fail
@@ -55,12 +58,36 @@ def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=False, error=message))
 
 
-def _unchanged(deps: Deps, state: repo.FeedState, **feed_state) -> FeedPoll:
+def next_cadence(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime) -> Cadence:
+    """The feed's next interval and why, from its items of the past week (those being stored included), the
+    publisher's hints, its bounds and its host's politeness (monitor/cadence.py)."""
+    settings, host = deps.settings, deps.fetcher.host_key(state.url)
+    neighbours = sum(deps.fetcher.host_key(url) == host for url in polling.active_feed_urls(session))
+    return choose_interval(
+        polling.item_times(session, state.id, since=now - timedelta(days=WINDOW_DAYS)),
+        now=now,
+        watched_since=state.created_at or now,
+        start=state.interval_seconds,
+        bounds=(state.min_interval or settings.poll_min_interval, state.max_interval or settings.poll_max_interval),
+        polls_per_item=settings.polls_per_item,
+        hints=hints,
+        politeness=host_floor(host, neighbours, deps.fetcher.host_delay),
+        adaptive=settings.poll_adaptive,
+    )
+
+
+def _succeeded(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime, **feed_state) -> None:
+    cadence = next_cadence(session, deps, state, hints, now)
+    next_due = now + timedelta(seconds=cadence.seconds)
+    repo.record_feed_success(
+        session, state.id, now=now, next_due=next_due, poll_interval=cadence.seconds, poll_reason=cadence.reason, **feed_state
+    )
+
+
+def _unchanged(deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], **feed_state) -> FeedPoll:
     now = deps.clock()
     with deps.sessions.begin() as session:
-        repo.record_feed_success(
-            session, state.id, now=now, next_due=now + timedelta(seconds=state.interval_seconds), **feed_state
-        )
+        _succeeded(session, deps, state, hints, now, **feed_state)
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=True, not_modified=True))
 
 
@@ -134,14 +161,16 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         return _fail(deps, state, str(exc), retry_after=exc.retry_after)
     except FetchError as exc:
         return _fail(deps, state, str(exc))
+    served = cache_hint(response.cache_headers, now)
+    hints = (*state.hints, *([served] if served else []))
     if response.not_modified:
-        return _unchanged(deps, state)
+        return _unchanged(deps, state, hints)
     digest = hashlib.sha256(response.content).hexdigest()
     feed_state = {"etag": response.etag, "last_modified": response.last_modified, "content_hash": digest}
     if full:
         feed_state["last_full_fetch_at"] = now
     if digest == state.content_hash:
-        return _unchanged(deps, state, **feed_state)
+        return _unchanged(deps, state, hints, **feed_state)
     try:
         with deps.timings.measure("parse"):
             parsed = parse_feed(response.content, url=response.url, content_type=response.content_type)
@@ -149,6 +178,8 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         return _fail(deps, state, f"{exc} ({state.url})")
     if parsed.problem:
         log.info("feed %s is malformed but readable: %s", state.name, parsed.problem)
+    feed_state["poll_hints"] = [[hint.source, hint.seconds] for hint in parsed.hints]
+    hints = (*parsed.hints, *([served] if served else []))
     entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
     with deps.sessions() as session:
         known = repo.known_titles(session, [canonical_url(e.url) for e in entries])
@@ -171,6 +202,7 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         candidates,
         feed_state=feed_state,
         page_failures=[(c.original_url, c.page_error) for c in candidates if c.page_error],
+        hints=hints,
     )
 
 
@@ -206,7 +238,7 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
             with deps.timings.measure("store"), deps.sessions.begin() as session:
                 with deps.timings.measure("placement lock"):
                     catch_up(session, deps.deduper, topic=_first_topic(deps), now=now)
-                interval = repo.feed_state(session, poll.feed_id).interval_seconds
+                state = repo.feed_state(session, poll.feed_id)
                 stored = repo.add_articles(session, items, now=now)
                 for index, candidate in enumerate(poll.candidates):
                     if candidate.url in stored:
@@ -214,9 +246,7 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
                         _refresh_story(session, deps, updated[1], items[index].verdicts, now)
                 repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
-                repo.record_feed_success(
-                    session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
-                )
+                _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
         except Exception:
             load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
             raise

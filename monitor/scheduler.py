@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -97,6 +98,26 @@ def poll_if_due(feed_id: int, deps: Deps, tally: PollTally | None = None) -> Fee
     return outcome
 
 
+def poll_and_follow(scheduler: BackgroundScheduler, feed_id: int, deps: Deps, tally: PollTally | None = None) -> None:
+    """A feed's job: poll it when due, then run next when its row says (the interval chosen by the poll, or a backoff)."""
+    poll_if_due(feed_id, deps, tally)
+    follow_row(scheduler, feed_id, deps)
+
+
+def follow_row(scheduler: BackgroundScheduler, feed_id: int, deps: Deps) -> None:
+    """Move the feed's job to the due time in its row, with a little jitter so feeds polled together drift apart."""
+    with deps.sessions() as session:
+        state = repo.feed_state(session, feed_id)
+        due = repo.feed_next_due(session, feed_id)
+    if due is None:
+        return
+    jitter = random.uniform(0, min(state.current_interval * 0.1, MAX_JITTER))
+    try:
+        scheduler.modify_job(f"feed-{feed_id}", next_run_time=max(due, deps.clock()) + timedelta(seconds=jitter))
+    except JobLookupError:
+        log.debug("feed %s: its job is gone (the scheduler is stopping)", feed_id)
+
+
 def deliver(sender: Sender) -> None:
     """Send what the outbox holds that is due; the job must survive anything a channel does."""
     try:
@@ -123,7 +144,8 @@ def build_scheduler(
     delivery_interval: float = 15.0,
     tally: PollTally | None = None,
 ) -> BackgroundScheduler:
-    """One job per feed at its interval with jitter; a feed never runs twice at once; missed runs coalesce.
+    """One job per feed, run when its row says it is due (each poll sets the next); a feed never runs twice at once;
+    missed runs coalesce. The trigger's own interval (the feed's current one) is only the fallback.
 
     With a sender: a job that empties the outbox every few seconds, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
@@ -135,12 +157,13 @@ def build_scheduler(
     )
     now = deps.clock()
     for feed in feeds:
-        jitter = min(feed.interval_seconds * 0.1, MAX_JITTER)
+        interval = feed.poll_interval or feed.interval_seconds
+        jitter = min(interval * 0.1, MAX_JITTER)
         first = max(now, feed.next_due_at or now) + timedelta(seconds=random.uniform(0, min(jitter, 30.0)))
         scheduler.add_job(
-            poll_if_due,
-            IntervalTrigger(seconds=feed.interval_seconds, jitter=jitter or None, timezone="UTC"),
-            args=(feed.id, deps, tally),
+            poll_and_follow,
+            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone="UTC"),
+            args=(scheduler, feed.id, deps, tally),
             id=f"feed-{feed.id}",
             name=f"poll {feed.name}",
             next_run_time=first,

@@ -15,11 +15,12 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+
 from monitor.cli.distributed import print_queue_state, schedule_forever
 from monitor.config import LOOPBACK_NETWORKS, Settings
 from monitor.delivery import Report, digest_day
 from monitor.deps import Deps, utcnow
-from monitor.domain import FeedOutcome, FeedSpec
+from monitor.domain import FeedOutcome, FeedSpec, span
 from monitor.notify.digest import to_email
 from monitor.passes import run_pass
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
@@ -197,15 +198,16 @@ def migrate(
 
 @app.command()
 def status(database: DatabaseOption = None, config: ConfigOption = None) -> None:
-    """Feeds with their last success, last error and next due time; the alerts and digests owed, sent and failed."""
+    """Feeds with their last success, last error, interval (and why) and next due time; the alerts and digests owed, sent and failed."""
     app_ = load_app(config, database=database)
     with app_.sessions() as session:
         feeds = repo.feeds_overview(session)
         counts = repo.article_counts(session)
     table = Table(title="feeds")
-    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due"):
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "interval", "why", "next due"):
         table.add_column(column)
     for feed in feeds:
+        interval = feed.poll_interval or feed.interval_seconds
         table.add_row(
             feed.name,
             "yes" if feed.active else "no",
@@ -213,6 +215,8 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
             format_when(feed.last_success_at),
             str(feed.error_count),
             (feed.last_error or "")[:80],
+            span(interval),
+            feed.poll_reason or "configured; chosen at the first poll",
             format_when(feed.next_due_at) if feed.active else "-",
         )
     console = Console(width=200)

@@ -51,7 +51,12 @@ class Feed(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(Text)
-    interval_seconds: Mapped[int] = mapped_column(Integer)
+    interval_seconds: Mapped[int] = mapped_column(Integer)  # configured: where polling starts
+    min_interval_seconds: Mapped[int | None] = mapped_column(Integer)  # the feed's own bounds; None: the settings'
+    max_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    poll_interval: Mapped[int | None] = mapped_column(Integer)  # the interval chosen at the last poll (cadence.py)
+    poll_reason: Mapped[str | None] = mapped_column(Text)  # why: "3.2 items/day → 1 h 52 min", "ttl 1 h (…)"
+    poll_hints: Mapped[list | None] = mapped_column(JSON)  # the document's own hints, [[source, seconds], …]
     language: Mapped[str | None] = mapped_column(String(16))
     tags: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -10,7 +10,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
-from monitor.domain import Candidate, FeedSpec, TopicVerdict
+from monitor.domain import Candidate, FeedSpec, PollHint, TopicVerdict
+from monitor.store.leases import lock_feeds
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
 
@@ -31,6 +32,16 @@ class FeedState:
     content_hash: str | None
     last_full_fetch_at: datetime | None
     error_count: int
+    created_at: datetime | None = None
+    poll_interval: int | None = None  # chosen at the last poll; None before the first
+    min_interval: int | None = None
+    max_interval: int | None = None
+    hints: tuple[PollHint, ...] = ()  # the feed document's, from its last parse
+
+    @property
+    def current_interval(self) -> int:
+        """The interval in force: the one chosen at the last poll, else the configured one."""
+        return self.poll_interval or self.interval_seconds
 
 
 @dataclass(frozen=True)
@@ -64,6 +75,7 @@ class RecentArticle:
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
     """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles)."""
     specs = list(specs)
+    lock_feeds(session)
     existing = {feed.name: feed for feed in session.scalars(select(Feed))}
     for spec in specs:
         feed = existing.get(spec.name)
@@ -73,6 +85,8 @@ def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) ->
                     name=spec.name,
                     url=spec.url,
                     interval_seconds=spec.interval,
+                    min_interval_seconds=spec.min_interval,
+                    max_interval_seconds=spec.max_interval,
                     language=spec.language,
                     tags=spec.tags,
                     active=True,
@@ -85,7 +99,12 @@ def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) ->
         if feed.url != spec.url:
             feed.etag = feed.last_modified = feed.content_hash = None
             feed.next_due_at = now
-        feed.url, feed.interval_seconds, feed.language, feed.tags = spec.url, spec.interval, spec.language, spec.tags
+        cadence = (spec.interval, spec.min_interval, spec.max_interval)
+        if cadence != (feed.interval_seconds, feed.min_interval_seconds, feed.max_interval_seconds):
+            feed.poll_interval = feed.poll_reason = None  # chosen again at a poll made now, within the new bounds
+            feed.next_due_at = now
+        feed.interval_seconds, feed.min_interval_seconds, feed.max_interval_seconds = cadence
+        feed.url, feed.language, feed.tags = spec.url, spec.language, spec.tags
         feed.active = True
     names = {spec.name for spec in specs}
     for name, feed in existing.items():
@@ -116,6 +135,11 @@ def feed_state(session: Session, feed_id: int) -> FeedState:
         content_hash=feed.content_hash,
         last_full_fetch_at=feed.last_full_fetch_at,
         error_count=feed.error_count,
+        created_at=feed.created_at,
+        poll_interval=feed.poll_interval,
+        min_interval=feed.min_interval_seconds,
+        max_interval=feed.max_interval_seconds,
+        hints=tuple(PollHint(source, seconds) for source, seconds in feed.poll_hints or []),
     )
 
 
@@ -145,7 +169,8 @@ def record_page_failures(session: Session, feed_id: int, failures: list[tuple[st
 
 
 def record_feed_success(session: Session, feed_id: int, *, now: datetime, next_due: datetime, **state) -> None:
-    """Mark a poll that worked; state holds the etag, last_modified, content_hash and full-fetch time to keep."""
+    """Mark a poll that worked; state holds the etag, last_modified, content_hash, full-fetch time, the interval chosen
+    (poll_interval, poll_reason) and the document's hints (poll_hints) to keep."""
     session.execute(
         update(Feed)
         .where(Feed.id == feed_id)
