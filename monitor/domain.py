@@ -143,3 +143,7 @@ class StoryView:
     why: dict  # the evidence of the story's best-scoring article
     summary: str  # the lead of the best article's text
     sources: list[Source]
+
+
+SPIKE_DIMENSIONS = ("topic", "vendor", "country")  # coverage spikes are counted per topic, and per vendor and country within it
+CHART_SPLITS = ("vendor", "country", "action")  # the archive's coverage chart splits its days by one of these tags

@@ -31,6 +31,7 @@ from monitor.dedup import Deduper
 from monitor.metrics import PipelineMetrics
 from monitor.pipeline import Deps, Timings, utcnow
 from monitor.placement import load_deduper
+from monitor.spikes import SpikeRule
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -134,6 +135,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         max_backoff=settings.delivery_max_backoff,
         claim_seconds=settings.delivery_claim,
         titles={topic.name: topic.title for topic in app.config.topics if topic.title},
+        spike_rule=SpikeRule.from_settings(settings),
     )
 
 

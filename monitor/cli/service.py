@@ -19,6 +19,7 @@ from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
 from monitor.domain import FeedOutcome
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
+from monitor.notify.spikes import detect_spikes, sentence as spike_sentence
 from monitor.pipeline import Deps, run_pass, utcnow
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
@@ -114,6 +115,8 @@ def _poll_now(app_: App, feeds: list[Feed]) -> None:
     sender = build_sender(app_)
     with pipeline_deps(app_, sender=sender) as deps:
         _summary(_pass_with_progress([f.id for f in feeds], deps, stop))
+        for spike in detect_spikes(sender):
+            typer.echo(f"coverage spike: {spike_sentence(sender, spike)}")
         _delivery_summary(sender.deliver_due())
 
 
