@@ -33,8 +33,9 @@ from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_rou
 from monitor.domain import Source, StoryView  # noqa: E402
 from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
 from monitor.fetch import Fetcher, build_client  # noqa: E402
+from monitor.labels import spike_sentence  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
-from monitor.notify.slack import alert_message, batch_message  # noqa: E402
+from monitor.notify.slack import alert_message, batch_message, spike_message  # noqa: E402
 from monitor.pipeline import Deps, run_pass  # noqa: E402
 from monitor.store import repository as repo  # noqa: E402
 from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
@@ -156,7 +157,7 @@ def slack_preview(messages: list[tuple[str, list[dict]]]) -> str:
     body = "".join(
         f'<div class="message"><div class="avatar">M</div><div><div><span class="name">monitor</span><span class="app">APP</span>'
         f'<span class="time">{when}</span></div>{"".join(_block_html(block) for block in blocks)}</div></div>'
-        for when, (_, blocks) in zip(["07:12", "07:31"], messages)
+        for when, (_, blocks) in zip(["07:12", "07:31", "07:40"], messages)
     )
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>{SLACK_CSS}</style></head><body><div class="channel"># surveillance-bans</div>{body}</body></html>'
 
@@ -219,8 +220,10 @@ def shoot_archive(browser, base: str) -> None:
 
 def main() -> None:
     stories = sample_stories()
+    spike = spike_sentence("Hikvision", 9, 1.2, date(2026, 11, 18), date(2026, 11, 19))
     digest = build_digest(
-        stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London", title=TOPIC_TITLE
+        stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London", title=TOPIC_TITLE,
+        spikes=[spike],
     )
     alert = alert_message(stories[1], archive_url=ARCHIVE, topic=TOPIC_TITLE)
     batch = batch_message(stories[2:5], archive_url=ARCHIVE, topic=TOPIC_TITLE, heading="3 new stories")
@@ -229,7 +232,11 @@ def main() -> None:
         page = browser.new_page()
         shoot(page, digest.html, DOCS / "digest.png", 800)
         shoot(page, digest.html, DOCS / "digest-phone.png", 390)
-        shoot(page, slack_preview([alert, batch]), DOCS / "slack.png", 720)
+        wave = spike_message(
+            spike_sentence("Hikvision", 9, 1.2, date(2026, 11, 19), date(2026, 11, 19)), topic=TOPIC_TITLE,
+            archive_link=f"{ARCHIVE}/?vendor=Hikvision&since=2026-11-19&until=2026-11-19",
+        )
+        shoot(page, slack_preview([alert, batch, wave]), DOCS / "slack.png", 720)
         server, base = serve_archive(demo_archive(Path(folder)))
         try:
             shoot_archive(browser, base)

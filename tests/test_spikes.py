@@ -16,7 +16,7 @@ from monitor.notify.spikes import detect_spikes
 from monitor.scheduler import build_scheduler
 from monitor.spikes import SpikeRule, day_window, find_spikes, upper_tail, watched_days
 from monitor.store import coverage
-from monitor.store.models import Spike, SpikeDelivery, Story, StoryTopic
+from monitor.store.models import Article, Spike, SpikeDelivery, Story, StoryTopic
 
 from .conftest import NOW, Clock
 from .test_outbox import TOPIC, Hook, Inbox, free_port, mail_channel, make_sender, relevant_story
@@ -238,3 +238,104 @@ def test_the_service_looks_for_spikes_on_its_own_schedule(sessions, site):
     scheduler = build_scheduler(SimpleNamespace(clock=clock), [], workers=1, sender=sender)  # no feeds: only the clock is read
     job = scheduler.get_job("spikes")
     assert job is not None and job.trigger.interval == timedelta(seconds=120)
+
+
+# The coverage chart of the archive's search, on both stores.
+
+DAYS = 10
+
+
+@pytest.fixture
+def charted(sessions):
+    """Ten days of stories before NOW: Hikvision in GB every day (a ban), Dahua in US every other day (a removal);
+    two stories on the last day; one off-topic story; articles with text, so that words find them."""
+    with sessions.begin() as session:
+        for days in range(DAYS):
+            when = NOW - timedelta(days=days, hours=2)
+            tagged = [(["Hikvision"], ["GB"], ["ban"])] + ([(["Dahua"], ["US"], ["removal"])] if days % 2 == 0 else [])
+            for n, (vendors, countries, actions) in enumerate(tagged):
+                story_id = add_story(session, when + timedelta(minutes=n), vendors=vendors, countries=countries)
+                story = session.get(Story, story_id)
+                story.actions = actions
+                session.add(
+                    Article(
+                        url=f"{story.url}/a", original_url=story.url, title=f"{vendors[0]} cameras {actions[0]} day {days}",
+                        site_name="Wire", text=f"Officials announced a {actions[0]} of {vendors[0]} cameras.", text_source="page",
+                        content_hash=f"{story_id}", fetched_at=when, published_at=when, story_id=story_id,
+                    )
+                )  # fmt: skip
+        add_story(session, NOW - timedelta(hours=1), vendors=["Hikvision"], countries=["GB"], relevant=False)
+    return sessions
+
+
+@pytest.fixture
+def archive_client(charted, config, tmp_path, database_url):
+    from fastapi.testclient import TestClient
+
+    from monitor.embed import SentenceTransformerEmbedder
+    from monitor.web.app import create_app
+
+    from .conftest import archive_settings
+
+    app = create_app(sessions=charted, embedder=SentenceTransformerEmbedder(), config=config, settings=archive_settings(tmp_path, database_url))
+    with TestClient(app) as client:  # the model loads on first use: these searches never use it
+        yield client
+
+
+def coverage_of(client, **params) -> dict:
+    response = client.get("/api/coverage", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_the_chart_counts_every_story_a_search_finds_per_day(archive_client):
+    chart = coverage_of(archive_client)
+    assert chart["unit"] == "day" and len(chart["bins"]) == DAYS
+    assert chart["bins"][0] == (NOW - timedelta(days=DAYS - 1)).date().isoformat() and chart["until"] == NOW.date().isoformat()
+    assert chart["total"] == [2 if (DAYS - 1 - i) % 2 == 0 else 1 for i in range(DAYS)]
+    assert [(s["value"], s["stories"]) for s in chart["series"]] == [("Hikvision", 10), ("Dahua", 5)] and chart["others"] == 0
+
+    by_country = coverage_of(archive_client, split="country", vendor="Dahua")
+    assert sum(by_country["total"]) == 5 == archive_client.get("/api/search", params={"vendor": "Dahua"}).json()["total"]
+    assert [s["value"] for s in by_country["series"]] == ["US"]
+
+    words = coverage_of(archive_client, q="removal", mode="words", split="action")
+    assert sum(words["total"]) == archive_client.get("/api/search", params={"q": "removal", "mode": "words"}).json()["total"] == 5
+    assert [s["value"] for s in words["series"]] == ["removal"]
+
+    week = coverage_of(archive_client, since=(NOW - timedelta(days=2)).date().isoformat(), until=NOW.date().isoformat())
+    assert week["bins"] == [(NOW - timedelta(days=d)).date().isoformat() for d in (2, 1, 0)] and week["total"] == [2, 1, 2]
+    assert coverage_of(archive_client, relevant="false")["total"][-1] == 3  # the off-topic story too
+    assert archive_client.get("/api/coverage", params={"split": "source"}).status_code == 422
+
+
+def test_the_search_page_draws_the_chart_inline(archive_client):
+    page = archive_client.get("/", params={"split": "country"})
+    assert page.status_code == 200
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    figure = page.text[page.text.index('<figure class="coverage"') : page.text.index("</figure>")]
+    assert figure.count('<rect class="bar"') == DAYS
+    assert figure.count('class="series s') == 2 and 'data-value="GB"' in figure and 'data-value="US"' in figure
+    assert "style=" not in figure and "http" not in figure  # nothing inline for the CSP to refuse, nothing fetched
+    assert '<option value="country" selected>' in figure and "United Kingdom" in figure
+
+    filtered = archive_client.get("/", params={"vendor": "Dahua", "split": "vendor"}).text  # Dahua: every other day, over 9 days
+    assert filtered.count('<rect class="bar"') == DAYS - 1 and 'data-value="Hikvision"' not in filtered
+
+    empty = archive_client.get("/", params={"q": "nothing-matches-this", "mode": "words"}).text
+    assert '<figure class="coverage"' not in empty
+
+
+def test_long_spans_are_charted_by_week_and_by_month():
+    from monitor.store.coverage import DailyCounts
+    from monitor.web.chart import coverage_series, layout
+
+    first = date(2026, 1, 1)
+    counts = DailyCounts(total={first + timedelta(days=d): 1 for d in range(0, 300, 3)}, by_value={"Hikvision": {first: 1}})
+    weekly = coverage_series(counts, split="vendor", since=None, until=None)
+    assert weekly["unit"] == "week" and weekly["bins"][0] == "2025-12-29" and sum(weekly["total"]) == 100
+    monthly = coverage_series(counts, split="vendor", since=date(2023, 1, 1), until=None)
+    assert monthly["unit"] == "month" and monthly["bins"][0] == "2023-01-01" and monthly["bins"][-1] == "2026-10-01"
+    drawn = layout(monthly)
+    assert len(drawn.bars) == len(monthly["bins"]) and drawn.top == 20 and drawn.lines[0].dots == []  # 11 stories in the busiest month
+    assert layout(coverage_series(DailyCounts(), split="vendor", since=None, until=None)) is None

@@ -184,7 +184,7 @@ def batch_message(
 def spike_message(sentence: str, *, topic: str = "", archive_link: str | None = None) -> tuple[str, list[dict]]:
     """A coverage spike as (notification text, blocks): the sentence ("Hikvision: 9 stories today against 1.2 a day"),
     the topic, and a button to that day's stories in the archive."""
-    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": f":chart_with_upwards_trend: *{escape(shorten(sentence, SECTION_CHARS - 40))}*"}}]
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"📈 *{escape(shorten(sentence, SECTION_CHARS - 40))}*"}}]
     if topic:
         blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Coverage spike · *Topic* {escape(shorten(topic, SECTION_CHARS - 40))}"}]})
     if archive_link and http_link(archive_link):
