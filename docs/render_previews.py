@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import uvicorn  # noqa: E402
 
 from monitor.cli.common import build_scorers  # noqa: E402
-from monitor.config import FeedSpec, Settings, load_config  # noqa: E402
+from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings, load_config  # noqa: E402
 from monitor.demo.server import LocalSite  # noqa: E402
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes  # noqa: E402
 from monitor.domain import Source, StoryView  # noqa: E402
@@ -171,7 +171,10 @@ def shoot(page, content: str, path: Path, width: int) -> None:
 
 def demo_archive(folder: Path) -> Settings:
     """The demo site's articles through the real pipeline (the trained topic model included) into a SQLite file in folder."""
-    settings = Settings(database_url=f"sqlite:///{folder / 'monitor.db'}", model_cache=ROOT / "data" / "models", host_delay=0.0)
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'monitor.db'}", model_cache=ROOT / "data" / "models", host_delay=0.0,
+        allowed_networks=list(LOOPBACK_NETWORKS),  # the sample site is served from this machine, which the address guard refuses otherwise
+    )
     config = load_config(ROOT / "feeds.yaml")
     engine = make_engine(settings.database_url)
     upgrade(engine)
