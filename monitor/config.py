@@ -94,6 +94,12 @@ class Settings(BaseSettings):
 
     poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
     delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
+    spike_interval: float = Field(300.0, gt=0, le=DAY, description="Seconds between two looks for coverage spikes (also after every `monitor poll`).")
+    spike_baseline_days: int = Field(14, ge=2, le=365, description="Days before today whose mean number of new stories a day is the baseline of a spike.")
+    spike_min_stories: int = Field(5, ge=1, description="Fewest new stories in a day that can be a spike.")
+    spike_p_value: float = Field(0.0001, gt=0, lt=1, description="A day is a spike when so many stories would come by chance at the baseline rate less often than this (Poisson upper tail).")
+    spike_rate_floor: float = Field(0.5, gt=0, description="Stories a day the baseline counts as at least, so that a rarely named vendor or country does not spike on a few stories.")
+    spike_min_ratio: float = Field(2.0, ge=1, description="A spike is also at least this many times the baseline rate.")
 
     def webhook_url(self, variable: str) -> str:
         """A Slack route's webhook URL from the environment variable it names (MONITOR_SLACK_WEBHOOK_URL also through Settings)."""

@@ -168,6 +168,10 @@ class StoryView:
     sources: list[Source]
 
 
+SPIKE_DIMENSIONS = ("topic", "vendor", "country")  # coverage spikes are counted per topic, and per vendor and country within it
+CHART_SPLITS = ("vendor", "country", "action")  # the archive's coverage chart splits its days by one of these tags
+
+
 def parse_duration(value: Any) -> int:
     """Seconds from 30m, 1h30m, 90s, 2d or a bare number of seconds."""
     if isinstance(value, bool):

@@ -17,6 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.delivery import Sender, digest_day
 from monitor.deps import Deps
 from monitor.domain import FeedOutcome
+from monitor.spike_watch import detect_spikes
 from monitor.pipeline import poll_feed
 from monitor.store import repository as repo
 from monitor.store.models import Feed
@@ -126,6 +127,15 @@ def deliver(sender: Sender) -> None:
         log.exception("delivery from the outbox crashed; it is tried again at the next interval")
 
 
+def spikes_and_deliver(sender: Sender) -> None:
+    """The coverage spike job: look for today's spikes (each is raised once), then send what the outbox holds."""
+    try:
+        detect_spikes(sender)
+    except Exception:
+        log.exception("looking for coverage spikes crashed; it is tried again at the next interval")
+    deliver(sender)
+
+
 def plan_and_deliver_digest(sender: Sender) -> None:
     """The daily digest job: plan today's digests (once per day, whatever restarts happen), then send them."""
     try:
@@ -147,7 +157,7 @@ def build_scheduler(
     """One job per feed, run when its row says it is due (each poll sets the next); a feed never runs twice at once;
     missed runs coalesce. The trigger's own interval (the feed's current one) is only the fallback.
 
-    With a sender: a job that empties the outbox every few seconds, and the digest at its time of day.
+    With a sender: a job that empties the outbox every few seconds, one that looks for coverage spikes, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
     """
     scheduler = BackgroundScheduler(
@@ -179,6 +189,10 @@ def _add_sender_jobs(scheduler: BackgroundScheduler, sender: Sender, *, delivery
     scheduler.add_job(
         deliver, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), args=(sender,), id="deliver", name="deliver", next_run_time=now
     )
+    if sender.spike_rule is not None:
+        scheduler.add_job(
+            spikes_and_deliver, IntervalTrigger(seconds=sender.spike_rule.interval, timezone="UTC"), args=(sender,), id="spikes", name="coverage spikes"
+        )
     if sender.mail is not None:
         spec = sender.outputs.digest
         scheduler.add_job(

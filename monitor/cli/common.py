@@ -32,6 +32,7 @@ from monitor.metrics import PipelineMetrics
 from monitor.notify.email import Mailer
 from monitor.notify.slack import SlackWebhook
 from monitor.placement import load_deduper
+from monitor.spikes import SpikeRule
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -135,6 +136,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         max_backoff=settings.delivery_max_backoff,
         claim_seconds=settings.delivery_claim,
         titles={topic.name: topic.title for topic in app.config.topics if topic.title},
+        spike_rule=SpikeRule.from_settings(settings),
     )
 
 

@@ -23,6 +23,7 @@ from monitor.deps import Deps, utcnow
 from monitor.domain import FeedOutcome, FeedSpec, span
 from monitor.notify.digest import to_email
 from monitor.passes import run_pass
+from monitor.spike_watch import detect_spikes, sentence as spike_sentence
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
 from monitor.store import repository as repo
@@ -116,6 +117,8 @@ def _poll_now(app_: App, feeds: list[Feed]) -> None:
     sender = build_sender(app_)
     with pipeline_deps(app_, sender=sender) as deps:
         _summary(_pass_with_progress([f.id for f in feeds], deps, stop))
+        for spike in detect_spikes(sender):
+            typer.echo(f"coverage spike: {spike_sentence(sender, spike)}")
         _delivery_summary(sender.deliver_due())
 
 

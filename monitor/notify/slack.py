@@ -181,6 +181,18 @@ def batch_message(
     return escape(shorten(f"{heading}: {titles}", TEXT_CHARS)), blocks
 
 
+def spike_message(sentence: str, *, topic: str = "", archive_link: str | None = None) -> tuple[str, list[dict]]:
+    """A coverage spike as (notification text, blocks): the sentence ("Hikvision: 9 stories today against 1.2 a day"),
+    the topic, and a button to that day's stories in the archive."""
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"📈 *{escape(shorten(sentence, SECTION_CHARS - 40))}*"}}]
+    if topic:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Coverage spike · *Topic* {escape(shorten(topic, SECTION_CHARS - 40))}"}]})
+    if archive_link and http_link(archive_link):
+        button = {"type": "button", "text": {"type": "plain_text", "text": "See the stories"}, "url": archive_link}
+        blocks.append({"type": "actions", "elements": [button]})
+    return escape(shorten(f"Coverage spike: {sentence}", TEXT_CHARS)), blocks
+
+
 def redact(url: str) -> str:
     """A webhook URL is a secret: show its host and last four characters only."""
     host = urlsplit(url).hostname or "?"

@@ -204,3 +204,42 @@ class DigestRun(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a sender is sending it until then
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Spike(Base):
+    """A day on which a topic, a vendor or a country within it drew far more new stories than usual: found once, kept."""
+
+    __tablename__ = "spikes"
+    __table_args__ = (UniqueConstraint("topic", "dimension", "value", "day", name="uq_spikes_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    dimension: Mapped[str] = mapped_column(String(16))  # topic, vendor or country
+    value: Mapped[str] = mapped_column(String(200))  # the topic's name, the vendor or the country code
+    day: Mapped[str] = mapped_column(String(10), index=True)  # the day in the digest's time zone
+    stories: Mapped[int] = mapped_column(Integer)  # new stories that day, as last counted
+    baseline: Mapped[float] = mapped_column(Float)  # new stories a day before it
+    p_value: Mapped[float] = mapped_column(Float)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SpikeDelivery(Base):
+    """The outbox of spikes: one owed to each Slack route and to the next digest, claimed and marked like a story's."""
+
+    __tablename__ = "spike_deliveries"
+    __table_args__ = (UniqueConstraint("spike_id", "channel", "route", name="uq_spike_deliveries_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spike_id: Mapped[int] = mapped_column(ForeignKey("spikes.id", ondelete="CASCADE", name="fk_spike_deliveries_spike_id_spikes"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # "slack" or "digest"
+    route: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(8), index=True)  # pending, sent or failed (given up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest_day: Mapped[str | None] = mapped_column(String(10), index=True)  # the digest that carried it
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))

@@ -119,19 +119,20 @@ def due_deliveries(session: Session, *, channel: str, now: datetime, limit: int 
     return [Owed(r.id, r.route, r.topic, r.story_id, r.attempts, r.held) for r in rows]
 
 
-def mark_sent(session: Session, ids: list[int], *, now: datetime, digest_day: str | None = None) -> None:
+def mark_sent(session: Session, ids: list[int], *, now: datetime, digest_day: str | None = None, table=Delivery) -> None:
+    """Deliveries (or, with table, another outbox's rows: spikes) sent: settled, their claims released."""
     session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
+        update(table)
+        .where(table.id.in_(ids))
         .values(status="sent", sent_at=now, last_error=None, digest_day=digest_day, claimed_until=None, claimed_by=None)
     )
 
 
-def mark_failed(session: Session, ids: list[int], *, error: str, retry_at: datetime | None) -> None:
+def mark_failed(session: Session, ids: list[int], *, error: str, retry_at: datetime | None, table=Delivery) -> None:
     """A failed attempt: retried at retry_at, or given up (status failed) when retry_at is None."""
-    values = {"attempts": Delivery.attempts + 1, "last_error": error, "claimed_until": None, "claimed_by": None}
+    values = {"attempts": table.attempts + 1, "last_error": error, "claimed_until": None, "claimed_by": None}
     values |= {"due_at": retry_at} if retry_at else {"status": "failed"}
-    session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
+    session.execute(update(table).where(table.id.in_(ids)).values(**values))
 
 
 def digest_deliveries(session: Session, *, topic: str, day: str, until: datetime) -> list[Owed]:

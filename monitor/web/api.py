@@ -14,7 +14,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
-from monitor.domain import StoryView
+from monitor.domain import CHART_SPLITS, StoryView
 from monitor.export import write_atom
 from monitor.store.views import ArticleView
 from monitor.web import data
@@ -35,6 +35,7 @@ Params = Annotated[SearchParams, Query()]
 StoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The story's id.")]
 ArticleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The article's id.")]
 Topic = Annotated[str | None, Query(description="Topic name (default: the first of feeds.yaml).")]
+Split = Annotated[Literal[CHART_SPLITS], Query(description="The tag whose values the coverage chart draws as lines: vendor, country or action.")]
 FEED_SIZE = 50
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -74,6 +75,24 @@ class SearchAnswer(BaseModel):
     facets: dict[str, list[FacetValue]] | None = Field(None, description="With facets=true: vendors, countries, actions, sources; most stories first.")
 
 
+class CoverageSeries(BaseModel):
+    value: str
+    stories: int = Field(description="Stories with this value over the whole span.")
+    counts: list[int] = Field(description="Stories with this value in each bin.")
+
+
+class CoverageAnswer(BaseModel):
+    topic: str
+    split: Literal[CHART_SPLITS]
+    unit: Literal["day", "week", "month"] = Field(description="Bins are days; weeks (from Monday) over 120 days; months over three years.")
+    since: str | None = Field(description="First day charted: the search's since, else the first story's day; null when no story matches.")
+    until: str | None
+    bins: list[str] = Field(description="The first day of each bin, YYYY-MM-DD.")
+    total: list[int] = Field(description="Stories in each bin: everything the search finds.")
+    series: list[CoverageSeries] = Field(description="The six values of the split with the most stories, most first; a story with two counts for both.")
+    others: int = Field(description="Values of the split not in series.")
+
+
 class StoryAnswer(BaseModel):
     story: StoryView
     similar: list[Hit]
@@ -91,6 +110,12 @@ def _archive(request: Request) -> data.Archive:
 def api_search(request: Request, params: Params) -> dict:
     """Stories matching the query and filters, best match (or newest) first; with facets=true, each filter value's count too."""
     return data.search_data(_archive(request), params)
+
+
+@router.get("/api/coverage", response_model=CoverageAnswer, tags=["search"])
+def api_coverage(request: Request, params: Params, split: Split = "vendor") -> dict:
+    """Stories per day of everything a search finds (every page, every filter), split by vendor, country or action: the chart of the search page."""
+    return data.coverage_data(_archive(request), params, split)
 
 
 @router.get("/api/search.json", tags=["search"], response_class=StreamingResponse)

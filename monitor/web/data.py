@@ -17,6 +17,7 @@ from monitor.domain import Config
 from monitor.embed import Embedder
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views
+from monitor.web.chart import coverage_series
 from monitor.web.params import SearchParams
 
 log = logging.getLogger(__name__)
@@ -58,12 +59,17 @@ def _query(archive: Archive, params: SearchParams, **changes) -> engine.SearchQu
         raise HTTPException(422, str(exc.args[0])) from exc
 
 
+def _vector(archive: Archive, session: Session, query: engine.SearchQuery):
+    """The query's vector, only when meaning takes part (the vector index brought up to date for it)."""
+    if not query.q.strip() or query.mode == "words":
+        return None
+    archive.vectors.refresh(session)
+    return archive.embedder.embed([query.q])[0]
+
+
 def _run(archive: Archive, session: Session, query: engine.SearchQuery, *, facets: bool = False) -> engine.SearchPage:
     """Embeds the query only when meaning takes part; a query the engine refuses is a 422 with its reason."""
-    vector = None
-    if query.q.strip() and query.mode != "words":
-        archive.vectors.refresh(session)
-        vector = archive.embedder.embed([query.q])[0]
+    vector = _vector(archive, session, query)
     try:
         return engine.search(session, query, vectors=archive.vectors, query_vector=vector, facets=facets)
     except engine.SearchError as exc:
@@ -88,6 +94,17 @@ def search_data(archive: Archive, params: SearchParams, *, facets: bool = False,
         "sort": query.sort,
         "facets": {name: [{"value": value, "count": count} for value, count in values] for name, values in counted.items()} if counted else None,
     }
+
+
+def coverage_data(archive: Archive, params: SearchParams, split: str) -> dict:
+    """Stories per day (week, month) of everything the search finds, in all and for its most covered vendors, countries or actions."""
+    query = _query(archive, params)
+    with archive.sessions() as session:
+        try:
+            counts = engine.coverage(session, query, split=split, vectors=archive.vectors, query_vector=_vector(archive, session, query))
+        except engine.SearchError as exc:
+            raise HTTPException(422, str(exc)) from exc
+    return {"topic": query.topic, **coverage_series(counts, split=split, since=query.since, until=query.until)}
 
 
 def export_rows(archive: Archive, params: SearchParams) -> Iterator[dict]:

@@ -8,7 +8,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
 from monitor.web import data
-from monitor.web.api import ArticleId, StoryId, Topic
+from monitor.web.api import ArticleId, Split, StoryId, Topic
+from monitor.web.chart import layout
 from monitor.web.params import SearchParams
 
 router = APIRouter(include_in_schema=False)
@@ -19,10 +20,13 @@ def _render(request: Request, template: str, context: dict) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-def search_page(request: Request, params: Annotated[SearchParams, Query()]) -> HTMLResponse:
+def search_page(request: Request, params: Annotated[SearchParams, Query()], split: Split = "vendor") -> HTMLResponse:
+    """Results, filters with their counts, and the chart of coverage over time of everything the search finds."""
     archive: data.Archive = request.app.state.archive
     found = data.search_data(archive, params, facets=True)
-    return _render(request, "search.html", {"found": found, "params": params})
+    coverage = data.coverage_data(archive, params, split) if found["total"] else None
+    chart = layout(coverage) if coverage else None
+    return _render(request, "search.html", {"found": found, "params": params, "coverage": coverage, "chart": chart, "split": split})
 
 
 @router.get("/stories/{story_id}", response_class=HTMLResponse)
