@@ -13,7 +13,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
-import numpy as np
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +20,7 @@ from monitor.classify import Document, TopicScorer
 from monitor.config import Settings
 from monitor.dedup import Deduper, Incoming, canonical_url, content_hash, signature, signature_to_bytes
 from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
-from monitor.embed import Embedder, from_bytes, to_bytes
+from monitor.embed import Embedder, to_bytes
 from monitor.placement import catch_up, load_deduper
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
@@ -266,7 +265,7 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
                     if candidate.url in stored:
                         _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
-                        _refresh_story(session, deps, updated[1], items[index].verdicts, now)
+                        _refresh_story(session, deps, updated, items[index].verdicts, now)
                 repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
                 repo.record_feed_success(
                     session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state
@@ -317,10 +316,11 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
             deps.on_relevant_story(session, story_id, topic)
 
 
-def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts, now: datetime) -> None:
+def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> None:
+    article_id, story_id = updated
     if story_id is None:
         return
-    for topic in repo.update_story_topics(session, story_id, verdicts, now=now):
+    for topic in repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id):
         if deps.on_relevant_story:
             deps.on_relevant_story(session, story_id, topic)
 
@@ -391,30 +391,3 @@ def run_pass(
                 if on_done:
                     on_done(outcome)
     return outcomes
-
-
-def rescore_all(
-    sessions: sessionmaker[Session], scorers: list[TopicScorer], embedder: Embedder, *, now: datetime, batch: int = 256
-) -> dict[str, tuple[int, int]]:
-    """Score stored articles again from their stored text and vectors: (articles, relevant) per topic."""
-    counts = {scorer.spec.name: [0, 0] for scorer in scorers}
-    after = 0
-    while True:
-        with sessions() as session:
-            rows = repo.articles_after(session, after, limit=batch)
-        if not rows:
-            break
-        documents = [Document(row.title, row.text) for row in rows]
-        missing = [i for i, row in enumerate(rows) if row.embedding is None]
-        vectors = [from_bytes(row.embedding) if row.embedding is not None else None for row in rows]
-        for i, vector in zip(missing, embedder.embed([documents[i].for_embedding for i in missing])):
-            vectors[i] = vector
-        matrix = np.vstack(vectors)
-        with sessions.begin() as session:
-            for scorer in scorers:
-                for row, verdict in zip(rows, scorer.score(documents, matrix)):
-                    repo.save_verdicts(session, row.id, [verdict], now=now)
-                    counts[scorer.spec.name][0] += 1
-                    counts[scorer.spec.name][1] += verdict.relevant
-        after = rows[-1].id
-    return {name: (total, relevant) for name, (total, relevant) in counts.items()}
