@@ -337,3 +337,19 @@ def test_a_story_labelled_not_relevant_is_turned_off_by_train_and_rescore_and_st
     assert len(alerted(site)) == before  # no alert for it, then or now
     assert "0 became relevant" in monitor(env, "rescore")
     assert all(not row["relevant"] for row in map(json.loads, monitor(env, "export").splitlines()) if row["story_id"] == story)
+
+
+def test_the_topic_model_cache_key_names_the_embedding_backend_and_tokens(config, tmp_path):
+    """A model trained on one backend's vectors is not reused for another's (nor for other token counts)."""
+    from monitor.classify import TopicScorer, read_labelled
+    from monitor.embed import BACKENDS, SentenceTransformerEmbedder
+
+    spec = config.topics[0]
+    training = read_labelled(spec.training[0])[:20]
+
+    def key(**embedding) -> str:
+        return TopicScorer(spec, SentenceTransformerEmbedder(cache_dir=tmp_path, **embedding), training=training, cache_dir=tmp_path).key
+
+    keys = {backend: key(backend=backend) for backend in BACKENDS}
+    assert len(set(keys.values())) == len(BACKENDS)
+    assert key(backend="torch", max_tokens=128) != keys["torch"] and key(backend="torch") == keys["torch"]
