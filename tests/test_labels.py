@@ -3,6 +3,8 @@ come out with exports, and `monitor train` folds them into the topic's model; on
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 from datetime import datetime, timedelta
@@ -18,6 +20,7 @@ from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply
 from monitor.domain import Candidate, TopicVerdict
 from monitor.embed import to_bytes
+from monitor.export import write_csv
 from monitor.store import feedback, outbox
 from monitor.store import repository as repo
 from monitor.store.models import Article, ArticleTopic, Delivery, StoryTopic
@@ -105,7 +108,8 @@ def test_a_story_labelled_not_relevant_goes_off_with_its_articles_and_owes_no_al
 def test_an_article_label_wins_for_that_article_and_the_story_follows_its_articles(sessions):
     first, story, _ = store_article(sessions, "https://a.example/2", "Hikvision cameras pulled from schools", relevant=True)
     second, _, _ = store_article(sessions, "https://b.example/2", "Schools pull Hikvision cameras", relevant=True, story=story)
-    label(sessions, relevant=False, article=first, by="bob")
+    stored, _ = label(sessions, relevant=False, article=first, by=" bob\x00", note="\x00")
+    assert (stored.by, stored.note) == ("bob", "")  # PostgreSQL's text holds no NUL
     assert relevance(sessions, story) == (True, {first: False, second: True})  # another article still holds the story
     _, settled = label(sessions, relevant=False, article=second, by="bob")
     assert settled.turned_off == 1 and relevance(sessions, story) == (False, {first: False, second: False})
@@ -137,6 +141,10 @@ def test_labels_become_training_items_once_folded_and_come_out_with_the_export(s
     assert rows["https://a.example/4"]["label"] == {"relevant": False, "by": "alice", "at": LATER.isoformat(), "note": "", "on": "story", "folded": True}
     assert rows["https://b.example/4"]["label"]["by"] == "dan" and rows["https://b.example/4"]["label"]["on"] == "article"
     assert rows["https://copy.example/4"]["relevant"] is False and first != copy
+    table = io.StringIO()
+    write_csv(rows.values(), table)
+    cells = {row["url"]: row["label"] for row in csv.DictReader(io.StringIO(table.getvalue()))}
+    assert json.loads(cells["https://b.example/4"])["by"] == "dan"
 
 
 class NoModel:

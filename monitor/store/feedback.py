@@ -151,8 +151,8 @@ def add_label(
         article_id=target.article_id,
         story_id=None if target.article_id is not None else target.story_id,
         relevant=relevant,
-        labelled_by=by.strip()[:BY_LIMIT] or "unknown",
-        note=note.strip()[:NOTE_LIMIT],
+        labelled_by=_text(by)[:BY_LIMIT] or "unknown",
+        note=_text(note)[:NOTE_LIMIT],
         created_at=now,
     )
     session.add(row)
@@ -167,6 +167,11 @@ def add_label(
     settled = settle_stories(session, [target.story_id] if target.story_id is not None else [], now=now)
     log.info("%s labelled %s to %s by %s", _target_name(target), "relevant" if relevant else "not relevant", topic, row.labelled_by)
     return _plain(row), settled
+
+
+def _text(value: str) -> str:
+    """A name or note as stored: trimmed, without NUL characters (PostgreSQL's text cannot hold them)."""
+    return value.replace("\x00", "").strip()
 
 
 def _target_name(target: Target) -> str:
