@@ -147,6 +147,21 @@ class Source:
 
 
 @dataclass(frozen=True)
+class ReaderLabel:
+    """A reader's verdict on an article or a story for one topic; the newest label of a target wins over the model."""
+
+    id: int
+    topic: str
+    relevant: bool
+    by: str
+    at: datetime
+    note: str = ""
+    article_id: int | None = None  # the article labelled, or None for a story's label
+    story_id: int | None = None
+    folded_at: datetime | None = None  # when `monitor train` took it into the topic's training
+
+
+@dataclass(frozen=True)
 class StoryView:
     """A story as the outputs (Slack, digest, archive) show it, through one topic's eyes."""
 
@@ -166,6 +181,7 @@ class StoryView:
     why: dict  # the evidence of the story's best-scoring article
     summary: str  # the lead of the best article's text
     sources: list[Source]
+    label: ReaderLabel | None = None  # a reader's label on the story, which its relevance follows
 
 
 SPIKE_DIMENSIONS = ("topic", "vendor", "country")  # coverage spikes are counted per topic, and per vendor and country within it

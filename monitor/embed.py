@@ -74,6 +74,11 @@ class SentenceTransformerEmbedder:
             cache_dir=settings.model_cache / "onnx",
         )
 
+    @property
+    def identity(self) -> str:
+        """What decides the vectors, and so the topic models trained on them: the model, its backend, the tokens read."""
+        return f"{self.model_name} ({self.backend}, {self.max_tokens} tokens)"
+
     def _load(self):
         with self._lock:
             if self._model is None:

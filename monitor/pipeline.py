@@ -244,7 +244,7 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
                     if candidate.url in stored:
                         _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
-                        _refresh_story(session, deps, updated[1], items[index].verdicts, now)
+                        _refresh_story(session, deps, updated, items[index].verdicts, now)
                 repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
                 _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
         except Exception:
@@ -293,10 +293,11 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
             deps.on_relevant_story(session, story_id, topic)
 
 
-def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts, now: datetime) -> None:
+def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> None:
+    article_id, story_id = updated
     if story_id is None:
         return
-    for topic in repo.update_story_topics(session, story_id, verdicts, now=now):
+    for topic in repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id):
         if deps.on_relevant_story:
             deps.on_relevant_story(session, story_id, topic)
 

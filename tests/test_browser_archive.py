@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from monitor.demo.server import LocalSite
+from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import load_demo_articles, site_routes
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article
@@ -209,3 +209,31 @@ def test_the_coverage_chart_draws_the_search_and_follows_its_filters(archive_ser
     assert page.locator("figure.coverage .legend li").first.locator("small").inner_text() == str(hikvision)
     page.screenshot(path=tmp_path / "chart-filtered.png", full_page=True)
     assert refused == []
+
+
+def test_a_reader_labels_a_story_and_another_site_cannot(archive_server, browser, tmp_path):
+    """The buttons work in a real browser (which sends Sec-Fetch-Site and Origin); a page on another origin that posts
+    the same form to the archive is refused and labels nothing."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(archive_server + "/")
+    page.click(f"text={AARHUS}")
+    page.wait_for_url("**/stories/*")
+    story_url = page.url
+    page.fill("form.label input[name=by]", "Alice")
+    page.fill("form.label input[name=note]", "a council's own plans")
+    page.click("form.label button[value=not-relevant]")
+    page.wait_for_url(story_url)
+    assert "Marked not relevant by Alice" in page.locator(".label-given").inner_text()
+    assert "not relevant to" in page.locator("article.story > p.meta").inner_text()
+    page.screenshot(path=tmp_path / "labelled.png", full_page=True)
+    assert AARHUS not in httpx.get(archive_server + "/api/search").text  # gone from the relevant stories
+
+    target = archive_server + "/stories/" + story_url.rsplit("/", 1)[1].split("?")[0] + "/label"
+    evil = f'<html><body><form id="f" method="post" action="{target}"><input name="verdict" value="relevant"><input name="by" value="mallory"></form><script>document.getElementById("f").submit()</script></body></html>'
+    with LocalSite({"/evil.html": Reply(200, evil.encode(), {"Content-Type": "text/html"})}) as other:
+        page.goto(other.url("/evil.html"))
+        page.wait_for_url(target)
+        assert "own pages" in page.content()
+    page.goto(story_url)
+    assert "Marked not relevant by Alice" in page.locator(".label-given").inner_text()  # mallory's label never landed

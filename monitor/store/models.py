@@ -243,3 +243,20 @@ class SpikeDelivery(Base):
     digest_day: Mapped[str | None] = mapped_column(String(10), index=True)  # the digest that carried it
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Label(Base):
+    """A reader's verdict on an article or a story for one topic: it wins over the model's, and `monitor train`
+    folds it into the topic's training. Kept as a history: the newest label of a target is the one that counts."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), index=True)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    relevant: Mapped[bool] = mapped_column(Boolean)
+    labelled_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when `monitor train` took it into the training set

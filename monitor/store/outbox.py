@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Delivery, DigestRun, StoryTopic
@@ -76,6 +76,17 @@ def owe(session: Session, *, channel: str, route: str, topic: str, story_id: int
     )
     session.flush()
     return True
+
+
+def withdraw(session: Session, *, story_id: int, topic: str) -> int:
+    """Forget what is still owed for a story that is no longer relevant (a reader said so, or the retrained model);
+    what was sent stays sent. Should the story become relevant again, it is owed again."""
+    result = session.execute(
+        delete(Delivery)
+        .where(Delivery.story_id == story_id, Delivery.topic == topic, Delivery.status == "pending")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
 
 
 def _unclaimed(table, now: datetime):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, aliased
 
 from monitor.domain import Candidate, FeedSpec, PollHint, TopicVerdict
 from monitor.store.leases import lock_feeds
+from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
 
@@ -256,7 +257,9 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
     return ids
 
 
-def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> None:
+def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> list[TopicVerdict]:
+    """The model's verdicts, where a reader's label on the article or its story says otherwise with the reader's word."""
+    verdicts = feedback.labels_bearing_on(session, article_id=article_id, story_id=session.get_one(Article, article_id).story_id).verdicts(verdicts)
     for verdict in verdicts:
         session.merge(
             ArticleTopic(
@@ -271,6 +274,7 @@ def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict
                 scored_at=now,
             )
         )
+    return verdicts
 
 
 def articles_after(session: Session, after_id: int, *, limit: int) -> list[Article]:
@@ -351,21 +355,25 @@ def place_article(
         if earlier and copy_kind is None:
             story.title, story.url, story.published_at = article.title, article.url, article.published_at
     article.story_id = story.id
-    return story.id, update_story_topics(session, story.id, verdicts, now=now, new=story_id is None)
+    if story_id is not None:
+        feedback.apply_labels(session, article_id=article_id, story_id=story_id)  # a story's label reaches its new article
+    return story.id, update_story_topics(session, story.id, verdicts, now=now, new=story_id is None, article_id=article_id)
 
 
 def update_story_topics(
-    session: Session, story_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False
+    session: Session, story_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False, article_id: int | None = None
 ) -> list[str]:
-    """Fold an article's verdicts into its story's; returns the topics for which the story just became relevant."""
+    """Fold an article's verdicts into its story's; returns the topics for which the story just became relevant.
+    A reader's label wins: on the story, over every article's verdict; on the article, over the model's for it."""
+    said = feedback.labels_bearing_on(session, article_id=None if new else article_id, story_id=None if new else story_id)
     newly_relevant = []
-    for verdict in verdicts:
+    for verdict in said.verdicts(verdicts):
         view = None if new else session.get(StoryTopic, (story_id, verdict.topic))
         if view is None:
             view = StoryTopic(story_id=story_id, topic=verdict.topic, score=verdict.score, relevant=False)
             session.add(view)
         view.score = max(view.score, verdict.score)
-        if verdict.relevant and not view.relevant:
+        if verdict.relevant and not view.relevant and said.story_allows(verdict.topic):
             view.relevant, view.relevant_since = True, now
             newly_relevant.append(verdict.topic)
     session.flush()
@@ -392,6 +400,7 @@ def export_rows(session: Session, *, topic: str, relevant_only: bool = False) ->
     )
     if relevant_only:
         query = query.where(ArticleTopic.relevant.is_(True))
+    labels = feedback.Labels.of_topic(session, topic=topic)
     for article, source, verdict, original_url, original_text in session.execute(query).yield_per(200):
         yield {
             "url": article.url,
@@ -410,4 +419,5 @@ def export_rows(session: Session, *, topic: str, relevant_only: bool = False) ->
             "countries": verdict.countries if verdict else [],
             "actions": verdict.actions if verdict else [],
             "why": verdict.why if verdict else {},
+            "label": labels.exported(article.id, article.story_id),
         }

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from monitor.domain import Source, StoryView
+from monitor.domain import ReaderLabel, Source, StoryView
 from monitor.labels import lead
+from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Feed, Story, StoryTopic
 
 
@@ -52,6 +53,7 @@ def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> li
         .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
         .where(Article.story_id.in_(ids))
     )
+    labels = feedback.story_labels(session, ids, topic=topic)
     articles: dict[int, list[tuple[Article, str | None, ArticleTopic | None]]] = defaultdict(list)
     for article, feed_name, verdict in rows:
         articles[article.story_id].append((article, feed_name, verdict))
@@ -83,6 +85,7 @@ def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> li
                 why=best[2].why if best and best[2] else {},
                 summary=lead(text_of or "", title=best[0].title if best else ""),
                 sources=sources,
+                label=labels.get((story.id, topic)),
             )
         )
     return views
@@ -119,6 +122,7 @@ class ArticleView:
     countries: list[str]
     actions: list[str]
     why: dict
+    label: ReaderLabel | None = None  # the reader's label that decides it: its own, else its story's
 
 
 def article_view(session: Session, article_id: int, *, topic: str) -> ArticleView | None:
@@ -160,4 +164,5 @@ def article_view(session: Session, article_id: int, *, topic: str) -> ArticleVie
         countries=list(verdict.countries) if verdict else [],
         actions=list(verdict.actions) if verdict else [],
         why=verdict.why if verdict else {},
+        label=feedback.labels_bearing_on(session, article_id=article.id, story_id=article.story_id).for_article(topic),
     )

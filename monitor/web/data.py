@@ -5,8 +5,9 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.config import Settings
 from monitor.domain import Config
 from monitor.embed import Embedder
+from monitor.store import feedback
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views
 from monitor.web.chart import coverage_series
@@ -37,6 +39,7 @@ class Archive:
     config: Config
     settings: Settings
     vectors: engine.VectorIndex
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # when a reader's label is given
 
 
 def hit_dict(hit: engine.SearchHit) -> dict:
@@ -164,3 +167,26 @@ def topic_name(archive: Archive, name: str | None) -> str:
         return archive.config.topic(name or None).name
     except KeyError as exc:
         raise HTTPException(422, str(exc.args[0])) from exc
+
+
+def label_data(
+    archive: Archive, *, relevant: bool, by: str, note: str, topic: str | None, story_id: int | None = None, article_id: int | None = None
+) -> dict:
+    """A reader's label stored and applied (the story's relevance follows it at once); 404 when there is no such story
+    or article. Answers the label and the relevance of its story afterwards."""
+    topic = topic_name(archive, topic)
+    with archive.sessions.begin() as session:
+        if article_id is not None:
+            target = feedback.article_target(session, article_id=article_id)
+        else:
+            target = feedback.story_target(session, story_id) if story_id is not None else None
+        if target is None:
+            raise HTTPException(404, f"no article {article_id}" if article_id is not None else f"no story {story_id}")
+        label, settled = feedback.add_label(session, target, topic=topic, relevant=relevant, by=by, note=note, now=archive.clock())
+        views = story_views(session, [target.story_id], topic=topic) if target.story_id is not None else []
+    return {
+        "label": jsonable_encoder(asdict(label)),
+        "story_id": target.story_id,
+        "story_relevant": views[0].relevant if views else None,
+        "withdrawn": settled.withdrawn,
+    }

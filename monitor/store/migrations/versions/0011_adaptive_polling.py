@@ -6,7 +6,7 @@ shown by `monitor status`; `min_interval_seconds` / `max_interval_seconds`: the 
 answer 304. Plain ALTER TABLE ADD COLUMN on both stores: no batch rebuild.
 
 Revision ID: 0011
-Revises: 0009
+Revises: 0010
 Create Date: 2026-11-29 07:30:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0011'
-down_revision = '0009'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 
