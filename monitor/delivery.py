@@ -26,6 +26,7 @@ from monitor.notify.email import Mailer, MailError
 from monitor.notify.slack import SlackError, SlackWebhook, alert_message, batch_message
 from monitor.store import outbox
 from monitor.store.views import story_views
+from monitor.times import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Sender:
 
     def _retry_at(self, attempts: int, *, not_before: float | None = None) -> datetime:
         """Backoff doubling per failed attempt, but never sooner than the channel asked (a Slack Retry-After)."""
-        backoff = min(FIRST_RETRY * 2**attempts, self.max_backoff)
+        backoff = backoff_delay(FIRST_RETRY, attempts + 1, self.max_backoff)
         return self.clock() + timedelta(seconds=max(backoff, not_before or 0.0))
 
     def deliver_slack(self, report: Report) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import socket
@@ -18,6 +17,7 @@ import httpcore
 import httpx
 
 from monitor.config import Settings
+from monitor.times import parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -169,22 +169,6 @@ def build_client(settings: Settings) -> httpx.Client:
     )
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
 @dataclass
 class _Host:
     slots: threading.Semaphore
@@ -205,6 +189,7 @@ class Fetcher:
         user_agent_token: str = "monitor",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.client = client
         self.host_concurrency = host_concurrency
@@ -213,6 +198,7 @@ class Fetcher:
         self.user_agent_token = user_agent_token
         self.clock = clock
         self.sleep = sleep
+        self.now = now  # the wall clock, for Retry-After's HTTP dates
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._robots: dict[str, tuple[float, RobotFileParser | FetchError | None]] = {}
@@ -343,7 +329,7 @@ class Fetcher:
         if status == 304:
             return Response(final_url, 304, etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified"))
         if status in (429, 503):
-            wait = parse_retry_after(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"), self.now())
             if wait is not None:
                 raise RetryLater(url, f"HTTP {status}, retry after {wait:.0f}s", wait, status)
         if status >= 400:
