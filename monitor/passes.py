@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import Document, TopicScorer
 from monitor.deps import Deps
-from monitor.domain import FeedOutcome
-from monitor.embed import Embedder, from_bytes
+from monitor.domain import Embedder, FeedOutcome
+from monitor.embed import from_bytes
 from monitor.hostpool import HostPool
 from monitor.pipeline import collect_feed, ingest, record_crash
 from monitor.store import repository as repo
