@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,9 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
-from monitor.domain import TopicSpec, TopicVerdict
-from monitor.embed import Embedder
-from monitor.evaluate import jsonl_records
+from monitor.domain import Embedder, TopicSpec, TopicVerdict
 from monitor.tags import NEGATIVE_FEATURES, POSITIVE_FEATURES, Tagger, Tags
 
 if TYPE_CHECKING:
@@ -55,6 +54,20 @@ class Labelled:
     countries: list[str]
     actions: list[str]
     kind: str = ""
+
+
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; a bad line raises ValueError naming it."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object")
+        yield number, record
 
 
 def read_labelled(path: Path) -> list[Labelled]:

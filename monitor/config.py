@@ -181,14 +181,16 @@ def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) ->
     return index
 
 
-def _resolve_topic_files(raw: dict, base: Path) -> None:
+def _resolve_topic_files(raw: dict, base: Path) -> list[tuple[tuple, str]]:
     """Replace {file: path} examples by the file's text (a missing one is skipped with a warning);
-    make training paths absolute."""
-    for topic in raw.get("topics") or []:
+    make training paths absolute. Returns (key path, problem) for each training file that is missing."""
+    missing = []
+    for index, topic in enumerate(raw.get("topics") or []):
         if not isinstance(topic, dict):
             continue
         if isinstance(topic.get("training"), list):
             topic["training"] = [str((base / str(p)).resolve()) for p in topic["training"]]
+            missing += [(("topics", index, "training"), f"training file {p} not found") for p in topic["training"] if not Path(p).is_file()]
         for key in ("examples", "negative_examples"):
             items = topic.get(key)
             if not isinstance(items, list):
@@ -204,6 +206,7 @@ def _resolve_topic_files(raw: dict, base: Path) -> None:
                 else:
                     texts.append(item)
             topic[key] = texts
+    return missing
 
 
 def load_config(path: Path | str) -> Config:
@@ -234,14 +237,17 @@ def load_config(path: Path | str) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: expected a mapping with 'feeds' and 'topics'")
     lines = _line_index(node) if node is not None else {}
-    _resolve_topic_files(raw, path.parent)
+    missing = _resolve_topic_files(raw, path.parent)
+    problems = [f"{path}:{lines.get(loc, 1)}: {'.'.join(map(str, loc))}: {problem}" for loc, problem in missing]
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             loc = tuple(error["loc"]) + getattr(error.get("ctx", {}).get("error"), "loc", ())
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             field = ".".join(str(p) for p in loc) or "(top level)"
             problems.append(f"{path}:{line}: {field}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("\n".join(problems)) from exc
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config

@@ -28,6 +28,7 @@ from monitor.spike_watch import deliver_spikes, sentence
 from monitor.spikes import SpikeRule
 from monitor.store import outbox, spikes
 from monitor.store.views import story_views
+from monitor.times import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ class Sender:
 
     def _retry_at(self, attempts: int, *, not_before: float | None = None) -> datetime:
         """Backoff doubling per failed attempt, but never sooner than the channel asked (a Slack Retry-After)."""
-        backoff = min(FIRST_RETRY * 2**attempts, self.max_backoff)
+        backoff = backoff_delay(FIRST_RETRY, attempts + 1, self.max_backoff)
         return self.clock() + timedelta(seconds=max(backoff, not_before or 0.0))
 
     def deliver_slack(self, report: Report) -> None:

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from monitor.classify import TopicScorer
 from monitor.config import Settings
 from monitor.dedup import Deduper
-from monitor.domain import FeedOutcome
-from monitor.embed import Embedder
+from monitor.domain import Embedder, FeedOutcome
 from monitor.fetch import Fetcher
 from monitor.hostpool import HostPool
 

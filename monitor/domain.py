@@ -9,10 +9,11 @@ import string
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import numpy as np
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 LINK_SCHEMES = ("http", "https")
@@ -49,6 +50,15 @@ def unlinked_key(url: str) -> str:
     if url.startswith(UNLINKED) and len(url) == len(UNLINKED) + 64:
         return url
     return UNLINKED + hashlib.sha256(url.strip().encode("utf-8", "replace")).hexdigest()
+
+
+class Embedder(Protocol):
+    """What turns texts into vectors: built once by the composition root, used by the stages and the archive."""
+
+    dimension: int
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
 
 
 @dataclass(frozen=True)
@@ -274,15 +284,7 @@ class TopicSpec(BaseModel):
     countries: dict[str, list[str]] = Field(default_factory=dict)
     actions: dict[str, list[str]] = Field(default_factory=dict)
     subjects: list[str] = Field(default_factory=list)
-    training: list[Path] = Field(default_factory=list)
-
-    @field_validator("training")
-    @classmethod
-    def _files_exist(cls, paths: list[Path]) -> list[Path]:
-        for path in paths:
-            if not path.is_file():
-                raise ValueError(f"training file {path} not found")
-        return paths
+    training: list[Path] = Field(default_factory=list)  # labelled JSON Lines; config.load_config checks they exist
 
 
 def _clock_time(value: Any) -> time:

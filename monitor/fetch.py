@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import socket
@@ -19,6 +18,7 @@ import httpx
 
 from monitor.config import Settings
 from monitor.domain import PollHint
+from monitor.times import http_date, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -172,30 +172,6 @@ def build_client(settings: Settings) -> httpx.Client:
     )
 
 
-def http_date(value: str | None) -> datetime | None:
-    """An HTTP date (Retry-After, Expires, Date) as an aware datetime; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        when = email.utils.parsedate_to_datetime(value.strip())
-    except (TypeError, ValueError):
-        return None
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    when = http_date(value)
-    if when is None:
-        return None
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
-
-
 def cache_hint(headers: Mapping[str, str], now: datetime) -> PollHint | None:
     """How long the server says its answer stays fresh, as a floor on polling (RFC 9111: Cache-Control max-age,
     else Expires counted from the response's Date, or from now without one). None for no-cache, no-store or none."""
@@ -239,6 +215,7 @@ class Fetcher:
         user_agent_token: str = "monitor",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.client = client
         self.host_concurrency = host_concurrency
@@ -247,6 +224,7 @@ class Fetcher:
         self.user_agent_token = user_agent_token
         self.clock = clock
         self.sleep = sleep
+        self.now = now  # the wall clock, for Retry-After's HTTP dates
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._robots: dict[str, tuple[float, RobotFileParser | FetchError | None]] = {}
@@ -383,7 +361,7 @@ class Fetcher:
                 cache_headers=_cache_headers(response),
             )
         if status in (429, 503):
-            wait = parse_retry_after(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"), self.now())
             if wait is not None:
                 raise RetryLater(url, f"HTTP {status}, retry after {wait:.0f}s", wait, status)
         if status >= 400:

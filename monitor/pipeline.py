@@ -24,6 +24,7 @@ from monitor.placement import catch_up, load_deduper
 from monitor.store import polling
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
+from monitor.times import article_time, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +39,6 @@ class FeedPoll:
     feed_state: dict | None = None  # recorded with the articles, in one transaction
     page_failures: list[tuple[str, str]] = field(default_factory=list)
     hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
-
-
-def backoff_delay(interval: float, failures: int, cap: float) -> float:
-    """Seconds to wait after the n-th consecutive failure: the interval, doubled each time, capped."""
-    return min(interval * 2 ** max(failures - 1, 0), cap)
 
 
 def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
@@ -206,10 +202,6 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
     )
 
 
-def _when(candidate: Candidate, now: datetime) -> datetime:
-    return candidate.published if candidate.published and candidate.published <= now else now
-
-
 def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
     """Embed, score, place in stories and store a poll's new articles with the feed's new state, in one transaction."""
     if poll.feed_state is None:
@@ -269,7 +261,7 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
         content_hash=item.content_hash,
         signature=sig,
         vector=vector,
-        when=_when(item.candidate, now),
+        when=article_time(item.candidate.published, now),
         vendors=frozenset(tags.vendors if tags else ()),
         countries=frozenset(tags.countries if tags else ()),
         actions=frozenset(tags.actions if tags else ()),

@@ -20,7 +20,6 @@ from monitor.domain import FeedOutcome
 from monitor.spike_watch import detect_spikes
 from monitor.pipeline import poll_feed
 from monitor.store import repository as repo
-from monitor.store.models import Feed
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +146,7 @@ def plan_and_deliver_digest(sender: Sender) -> None:
 
 def build_scheduler(
     deps: Deps,
-    feeds: list[Feed],
+    feeds: list[repo.FeedStatus],
     *,
     workers: int,
     sender: Sender | None = None,

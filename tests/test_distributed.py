@@ -26,8 +26,7 @@ from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Delivery, Feed, StoryTopic
 
-from .conftest import REQUIRE_POSTGRES, ROOT, Clock, new_database
-from .test_cli import TOPIC_YAML
+from .conftest import REQUIRE_POSTGRES, ROOT, TOPIC_YAML, Clock, new_database
 from .test_outbox import TOPIC, Hook, make_sender, relevant_story
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)

@@ -32,8 +32,7 @@ from monitor.store import outbox
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, ArticleTopic, Delivery, DigestRun, Story, StoryTopic
 
-from .conftest import ROOT, Clock
-from .test_cli import TOPIC_YAML
+from .conftest import ROOT, TOPIC_YAML, Clock
 
 TOPIC = "china-surveillance-bans"
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)

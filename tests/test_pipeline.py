@@ -20,10 +20,12 @@ from monitor.deps import Deps
 from monitor.domain import FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.pipeline import backoff_delay, store_failure
+from monitor.pipeline import store_failure
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed, FetchFailure
+from monitor.store.views import export_rows
+from monitor.times import backoff_delay
 
 from .conftest import NOW, Clock
 
@@ -108,7 +110,7 @@ def test_demo_site_end_to_end(sessions, settings, embedder, config):
 
 def _export(sessions, config):
     with sessions() as session:
-        return list(repo.export_rows(session, topic=config.topics[0].name))
+        return list(export_rows(session, topic=config.topics[0].name))
 
 
 def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embedder, config):

@@ -25,7 +25,7 @@ from monitor.topic_eval import evaluate
 from monitor.web.app import create_app
 
 from .conftest import ROOT, archive_settings
-from .test_cli import local_news, monitor, workdir  # noqa: F401  the local site, its config and the subprocess helper
+from .test_cli import monitor
 
 COMMAND = [sys.executable, "-m", "monitor.cli"]
 

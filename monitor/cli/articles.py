@@ -14,7 +14,7 @@ from monitor.deps import utcnow
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
 from monitor.rescore import rescore_all, settle_all
-from monitor.store import repository as repo
+from monitor.store.views import export_rows
 from monitor.cli.common import (
     app,
     build_scorer,
@@ -45,7 +45,7 @@ def export(
     stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         with app_.sessions() as session:
-            writers[format](repo.export_rows(session, topic=topic_name, relevant_only=relevant_only), stream)
+            writers[format](export_rows(session, topic=topic_name, relevant_only=relevant_only), stream)
     finally:
         if output:
             stream.close()

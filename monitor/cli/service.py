@@ -28,7 +28,7 @@ from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_for
 from monitor.store import outbox
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, schema_problem, upgrade
-from monitor.store.models import Feed
+from monitor.store.views import export_rows
 from monitor.cli.common import (
     App,
     app,
@@ -82,7 +82,7 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
         typer.echo(alarm)
 
 
-def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
+def _startup_summary(app_: App, feeds: list[repo.FeedStatus], *, service: bool) -> None:
     """What one needs to know at start: the feeds, the store, the model, the archive, and (for the service) what waits."""
     settings, config = app_.settings, app_.config
     log.info("%d feed%s from %s; topics: %s", len(feeds), "" if len(feeds) == 1 else "s", settings.config, ", ".join(t.name for t in config.topics))
@@ -103,7 +103,7 @@ def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
             )  # fmt: skip
 
 
-def _active_feeds(app_: App) -> list[Feed]:
+def _active_feeds(app_: App) -> list[repo.FeedStatus]:
     """The feeds of feeds.yaml, after bringing the feeds table in line with it."""
     with app_.sessions.begin() as session:
         repo.sync_feeds(session, app_.config.feeds, now=utcnow())
@@ -111,7 +111,7 @@ def _active_feeds(app_: App) -> list[Feed]:
         return [f for f in repo.feeds_overview(session) if f.active]
 
 
-def _poll_now(app_: App, feeds: list[Feed]) -> None:
+def _poll_now(app_: App, feeds: list[repo.FeedStatus]) -> None:
     """One pass over these feeds whatever their next due time, then what the outbox owes."""
     stop = stop_on_signals()
     sender = build_sender(app_)
@@ -282,7 +282,7 @@ def digest(
         if run.status != "pending" and not force:
             err.print(f"the {name} digest of {day} was already {run.status} at {format_when(run.sent_at)}; --force sends it again")
             raise typer.Exit(1)
-        run.status, run.due_at = "pending", utcnow()
+        outbox.reopen_digest(session, run.id, now=utcnow())
     report = Report()
     sender.deliver_digests(report)
     _delivery_summary(report)
@@ -324,7 +324,7 @@ def demo(
     _delivery_summary(report)
     topic = app_.config.topics[0].name
     with app_.sessions() as session:
-        found = [row for row in repo.export_rows(session, topic=topic, relevant_only=True)]
+        found = [row for row in export_rows(session, topic=topic, relevant_only=True)]
     typer.echo(f"\non-topic articles found ({topic}): {len(found)}")
     for row in sorted(found, key=lambda r: -r["score"]):
         tags = ", ".join(row["vendors"] + row["countries"] + row["actions"])

@@ -35,6 +35,24 @@ class DueDigest:
 
 
 @dataclass(frozen=True)
+class DigestState:
+    """One day's digest of one topic, as `monitor status` and `monitor digest` read it."""
+
+    id: int
+    topic: str
+    day: str
+    status: str
+    stories: int
+    due_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, run: DigestRun) -> DigestState:
+        return cls(run.id, run.topic, run.day, run.status, run.stories, run.due_at, run.sent_at, run.last_error)
+
+
+@dataclass(frozen=True)
 class OutboxRow:
     """One line of `monitor status`: a delivery or digest that is waiting or has failed."""
 
@@ -165,18 +183,19 @@ def digest_deliveries(session: Session, *, topic: str, day: str, until: datetime
     return [Owed(r.id, r.route, r.topic, r.story_id, r.attempts, r.held) for r in sorted(rows.values(), key=lambda r: r.id)]
 
 
-def digest_run(session: Session, *, topic: str, day: str) -> DigestRun | None:
-    return session.scalar(select(DigestRun).where(DigestRun.topic == topic, DigestRun.day == day))
-
-
-def plan_digest(session: Session, *, topic: str, day: str, due_at: datetime, now: datetime) -> DigestRun:
-    """The day's digest row, created pending when it does not exist yet (a second call is a no-op)."""
-    run = digest_run(session, topic=topic, day=day)
+def plan_digest(session: Session, *, topic: str, day: str, due_at: datetime, now: datetime) -> DigestState:
+    """The day's digest, created pending when it does not exist yet (a second call is a no-op)."""
+    run = session.scalar(select(DigestRun).where(DigestRun.topic == topic, DigestRun.day == day))
     if run is None:
         run = DigestRun(topic=topic, day=day, status="pending", attempts=0, due_at=due_at, stories=0, created_at=now)
         session.add(run)
         session.flush()
-    return run
+    return DigestState.of(run)
+
+
+def reopen_digest(session: Session, run_id: int, *, now: datetime) -> None:
+    """Make a digest already sent (or skipped, or failed) due again now: `monitor digest --force`."""
+    session.execute(update(DigestRun).where(DigestRun.id == run_id).values(status="pending", due_at=now))
 
 
 def due_digests(session: Session, *, now: datetime) -> list[DueDigest]:
@@ -239,5 +258,6 @@ def outbox_problems(session: Session, *, limit: int = 20) -> list[OutboxRow]:
     return rows
 
 
-def recent_digests(session: Session, *, limit: int = 5) -> list[DigestRun]:
-    return list(session.scalars(select(DigestRun).order_by(DigestRun.day.desc(), DigestRun.id.desc()).limit(limit)))
+def recent_digests(session: Session, *, limit: int = 5) -> list[DigestState]:
+    query = select(DigestRun).order_by(DigestRun.day.desc(), DigestRun.id.desc()).limit(limit)
+    return [DigestState.of(run) for run in session.scalars(query)]

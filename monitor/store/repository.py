@@ -8,13 +8,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from monitor.domain import Candidate, FeedSpec, PollHint, TopicVerdict
 from monitor.store.leases import lock_feeds
 from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
+from monitor.times import article_time
 
 URL_BATCH = 500
 
@@ -43,6 +44,32 @@ class FeedState:
     def current_interval(self) -> int:
         """The interval in force: the one chosen at the last poll, else the configured one."""
         return self.poll_interval or self.interval_seconds
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """A feed's row as its readers see it: what it is, whether it is polled, and how its last polls went."""
+
+    id: int
+    name: str
+    url: str
+    interval_seconds: int
+    active: bool
+    created_at: datetime
+    next_due_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count: int
+
+
+@dataclass(frozen=True)
+class ArticleText:
+    """What rescoring reads of a stored article."""
+
+    id: int
+    title: str
+    text: str
+    embedding: bytes | None
 
 
 @dataclass(frozen=True)
@@ -277,9 +304,10 @@ def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict
     return verdicts
 
 
-def articles_after(session: Session, after_id: int, *, limit: int) -> list[Article]:
+def articles_after(session: Session, after_id: int, *, limit: int) -> list[ArticleText]:
     """A page of stored articles in id order, for work over the whole store."""
-    return list(session.scalars(select(Article).where(Article.id > after_id).order_by(Article.id).limit(limit)))
+    query = select(Article.id, Article.title, Article.text, Article.embedding).where(Article.id > after_id).order_by(Article.id).limit(limit)
+    return [ArticleText(*row) for row in session.execute(query)]
 
 
 def recent_articles(session: Session, *, since: datetime, topic: str, after_id: int = 0) -> Iterator[RecentArticle]:
@@ -299,7 +327,7 @@ def recent_articles(session: Session, *, since: datetime, topic: str, after_id: 
             content_hash=article.content_hash,
             minhash=article.minhash,
             embedding=article.embedding,
-            when=article.published_at if article.published_at and article.published_at <= article.fetched_at else article.fetched_at,
+            when=article_time(article.published_at, article.fetched_at),
             vendors=verdict.vendors if verdict else [],
             countries=verdict.countries if verdict else [],
             actions=verdict.actions if verdict else [],
@@ -380,44 +408,13 @@ def update_story_topics(
     return newly_relevant
 
 
-def feeds_overview(session: Session) -> list[Feed]:
-    return list(session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name)))
+def feeds_overview(session: Session) -> list[FeedStatus]:
+    """Every feed, active ones first, as `monitor status` and the scheduler read them."""
+    rows = session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name))
+    return [FeedStatus(**{name: getattr(row, name) for name in FeedStatus.__dataclass_fields__}) for row in rows]
 
 
 def article_counts(session: Session) -> dict[int, int]:
     return dict(session.execute(select(Article.feed_id, func.count()).group_by(Article.feed_id)).all())
 
 
-def export_rows(session: Session, *, topic: str, relevant_only: bool = False) -> Iterator[dict]:
-    """Every stored article with its verdict on one topic, oldest first."""
-    original = aliased(Article)
-    query = (
-        select(Article, Feed.name, ArticleTopic, original.url, original.text)
-        .outerjoin(Feed, Feed.id == Article.feed_id)
-        .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
-        .outerjoin(original, original.id == Article.duplicate_of_id)
-        .order_by(Article.id)
-    )
-    if relevant_only:
-        query = query.where(ArticleTopic.relevant.is_(True))
-    labels = feedback.Labels.of_topic(session, topic=topic)
-    for article, source, verdict, original_url, original_text in session.execute(query).yield_per(200):
-        yield {
-            "url": article.url,
-            "title": article.title,
-            "source": source or article.site_name,
-            "published": article.published_at.isoformat() if article.published_at else None,
-            "text": original_text if article.copy_kind == "text" else article.text,
-            "text_source": article.text_source,
-            "topic": topic,
-            "score": verdict.score if verdict else None,
-            "relevant": verdict.relevant if verdict else None,
-            "story_id": article.story_id,
-            "duplicate_of": original_url,
-            "copy_kind": article.copy_kind,
-            "vendors": verdict.vendors if verdict else [],
-            "countries": verdict.countries if verdict else [],
-            "actions": verdict.actions if verdict else [],
-            "why": verdict.why if verdict else {},
-            "label": labels.exported(article.id, article.story_id),
-        }

@@ -14,8 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Settings
-from monitor.domain import Config
-from monitor.embed import Embedder
+from monitor.domain import Config, Embedder
 from monitor.store import feedback
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views
