@@ -191,8 +191,8 @@ class Deduper:
     """Places articles: same text, near-duplicate (MinHash LSH), same story (embedding + tags), or a new story.
 
     The indexes hold only recent articles (the windows of StoryRules); they are rebuilt from the store on start.
-    Copies: each article's MinHash (uint32 values), estimated shingle count, first 64 bits of its content hash
-    and time, searched by LSH bands compared in NumPy. Stories: each article's vector in one float32 matrix,
+    Copies: each article's MinHash (uint32 values), a key per LSH band, estimated shingle count, first 64 bits of
+    its content hash and time, the bands compared in NumPy. Stories: each article's vector in one float32 matrix,
     its time, and its tags (one shared tuple per distinct combination).
     Not thread-safe on its own: callers hold `lock` from place() to remember().
     """
@@ -201,7 +201,9 @@ class Deduper:
         self.rules = rules or StoryRules()
         self.lock = threading.Lock()
         self._band_count, self._band_rows = _bands(self.rules.lsh_threshold)
-        self._copies = _Columns(signature=((NUM_PERM,), np.uint32), size=((), np.float32), hash=((), np.uint64), when=((), np.float64))
+        self._copies = _Columns(
+            signature=((NUM_PERM,), np.uint32), bands=((self._band_count,), np.uint64), size=((), np.float32), hash=((), np.uint64), when=((), np.float64)
+        )
         self._members: _Columns | None = None  # made with the first vector (its width)
         self._tags: dict[Tags, Tags] = {}
         self._pruned_at: datetime | None = None
@@ -224,10 +226,8 @@ class Deduper:
         if len(same):
             original, story = copies.objects[same[0]]
             return Placement(duplicate_of=original, copy_kind="text", story=story, similarity=1.0, reason="same text")
-        banded = self._band_count * self._band_rows
-        bands = copies.column("signature")[:, :banded].reshape(-1, self._band_count, self._band_rows)
         query = np.asarray(item.signature, dtype=np.uint32)
-        candidates = np.flatnonzero((bands == query[:banded].reshape(self._band_count, self._band_rows)).all(axis=2).any(axis=1))
+        candidates = np.flatnonzero((copies.column("bands") == self._band_keys(query)).any(axis=1))
         seconds = np.abs(copies.column("when")[candidates] - item.when.timestamp())
         candidates = candidates[seconds <= self.rules.copy_window.total_seconds()]
         if not len(candidates):
@@ -297,12 +297,22 @@ class Deduper:
             key = _hash_key(item.content_hash)
             if placement.copy_kind != "text" or not (self._copies.column("hash") == key).any():
                 signature = np.asarray(item.signature, dtype=np.uint32)
-                self._copies.append((original, story), signature=signature, size=_count(signature), hash=key, when=at)
+                self._copies.append(
+                    (original, story), signature=signature, bands=self._band_keys(signature), size=_count(signature), hash=key, when=at
+                )
         if placement.copy_kind is None:
             if self._members is None:
                 self._members = _Columns(vector=((len(item.vector),), np.float32), when=((), np.float64))
             tags = (item.vendors, item.countries, item.actions)
             self._members.append((story, self._tags.setdefault(tags, tags)), vector=item.vector, when=at)
+
+    def _band_keys(self, signature: np.ndarray) -> np.ndarray:
+        """One 64-bit key per LSH band: equal bands give equal keys (a rare equal key of unequal bands only adds a candidate)."""
+        values = signature[: self._band_count * self._band_rows].reshape(self._band_count, self._band_rows).astype(np.uint64)
+        keys = np.zeros(self._band_count, dtype=np.uint64)
+        for column in values.T:
+            keys = keys * np.uint64(0x100000001B3) ^ column  # FNV-style mixing; wraps around as intended
+        return keys
 
     def clear(self) -> None:
         self.__init__(self.rules)
