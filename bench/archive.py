@@ -4,7 +4,7 @@ Latency through the JSON API (FastAPI's TestClient, in process; queries embedded
 meaning and hybrid searches, each with a filter (vendor, country, action, source or dates); pgvector's
 recall@20 against exact search, by ef_search, unfiltered and through the search's own filtered path; index sizes.
 The archives (bench/archive_data.py) are built once and cached: `BENCH_ARTICLES=100000 python -m bench.archive`
-runs a smaller one. Each figure is printed beside the one measured before issue 16 (at 100,000 articles).
+runs a smaller one; `python -m bench.archive sqlite` one store. Each figure is printed beside the one measured before issue 16 (at 100,000 articles).
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def vector_alternatives(matrix: np.ndarray, probes: np.ndarray, k: int = 200) ->
     return result | {"sqlite_vec_ms": (time.perf_counter() - started) * 1000 / len(probes)}
 
 
-def main(size: int = cache.ARTICLES) -> dict:
+def main(size: int = cache.ARTICLES, stores: tuple[str, ...] = ("sqlite", "postgresql")) -> dict:
     embedder = SentenceTransformerEmbedder()
     directions = evaluation_embeddings(embedder)
     subjects = embedder.embed(SUBJECTS)
@@ -177,10 +177,11 @@ def main(size: int = cache.ARTICLES) -> dict:
         embedder.embed([phrase])
     embed_ms = (time.perf_counter() - started) * 1000 / (len(SUBJECTS) * 5)
     probes = np.vstack([subjects, directions[np.random.default_rng(5).choice(len(directions), 48, replace=False)]])
-    rows = [run_store(*sqlite_archive(size, directions), embedder)]
+    rows = [run_store(*sqlite_archive(size, directions), embedder)] if "sqlite" in stores else []
     try:
-        with postgres_archive(size, directions) as (url, built):
-            rows.append(run_store(url, built, embedder, probes))
+        if "postgresql" in stores:
+            with postgres_archive(size, directions) as (url, built):
+                rows.append(run_store(url, built, embedder, probes))
     except Exception as exc:  # noqa: BLE001 - the bench reports what it could measure
         print(f"archive: PostgreSQL with pgvector skipped ({type(exc).__name__}: {exc})")
     matrix = np.random.default_rng(1).normal(size=(min(size, 100_000), directions.shape[1])).astype(np.float32)
@@ -213,4 +214,6 @@ def report(result: dict) -> None:
 
 
 if __name__ == "__main__":
-    report(main())
+    import sys
+
+    report(main(stores=tuple(sys.argv[1:]) or ("sqlite", "postgresql")))  # python -m bench.archive [sqlite] [postgresql]

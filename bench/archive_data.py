@@ -66,7 +66,7 @@ def noisy(directions: np.ndarray, count: int, np_rng: np.random.Generator) -> np
     noise = np_rng.normal(size=(count, directions.shape[1])).astype(np.float32)
     noise /= np.linalg.norm(noise, axis=1, keepdims=True)
     vectors = MIX * directions[np_rng.integers(0, len(directions), count)] + np.sqrt(1 - MIX**2) * noise
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)  # NumPy 2 made them float64
 
 
 def _pools() -> tuple[list[str], list[str]]:
