@@ -26,12 +26,12 @@ from monitor.classify import Document, TopicScorer
 from monitor.config import Settings, load_config
 from monitor.dedup import Deduper
 from monitor.deps import Deps, Timings, utcnow
-from monitor.domain import FeedSpec
+from monitor.specs import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
 from monitor.pipeline import collect_feed
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed
 from monitor.tasks import make_celery, queue_state
@@ -136,8 +136,8 @@ def _stop(processes: list[subprocess.Popen]) -> None:
 def fetch_rate(urls: list[str], threads: int, settings: Settings, sessions) -> float:
     """Articles fetched and extracted per second by `threads` polls at once (as many as the workers run), no embedding."""
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=f"fetch {threads} {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
-        feed_ids = [f.id for f in repo.feeds_overview(session) if f.name.startswith(f"fetch {threads} ")]
+        polling.sync_feeds(session, [FeedSpec(name=f"fetch {threads} {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
+        feed_ids = [f.id for f in polling.feeds_overview(session) if f.name.startswith(f"fetch {threads} ")]
     with build_client(settings) as client, ThreadPoolExecutor(threads) as polls, ThreadPoolExecutor(threads * settings.fetch_workers // CONCURRENCY) as pages:
         deps = Deps(settings, sessions, Fetcher.from_settings(client, settings), embedder=None, scorers=[], page_pool=pages)
         start = time.perf_counter()
@@ -152,8 +152,8 @@ def placement_cost(urls: list[str], settings: Settings, embedder, scorers) -> di
         upgrade(engine)
         sessions = session_factory(engine)
         with sessions.begin() as session:
-            repo.sync_feeds(session, [FeedSpec(name=f"outlet {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
-            feed_ids = repo.active_feed_ids(session)
+            polling.sync_feeds(session, [FeedSpec(name=f"outlet {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
+            feed_ids = polling.active_feed_ids(session)
         with build_client(settings) as client:
             placers = [
                 Deps(settings, sessions, Fetcher.from_settings(client, settings), embedder, scorers, timings=Timings(), deduper=Deduper())

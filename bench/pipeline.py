@@ -17,11 +17,11 @@ from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.demo.server import LocalSite
 from monitor.demo.site import site_routes
 from monitor.deps import Deps, Timings, utcnow
-from monitor.domain import FeedSpec
+from monitor.specs import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 
 from bench.newsgen import generate_articles
@@ -70,8 +70,8 @@ def one_pass(urls: list[str], embedder, topics, settings: Settings) -> tuple[int
         sessions = session_factory(engine)
         specs = [FeedSpec(name=f"outlet-{index}", url=url) for index, url in enumerate(urls)]
         with sessions.begin() as session:
-            repo.sync_feeds(session, specs, now=utcnow())
-            feed_ids = repo.active_feed_ids(session)
+            polling.sync_feeds(session, specs, now=utcnow())
+            feed_ids = polling.active_feed_ids(session)
         timings = Timings()
         with build_client(settings) as client:
             deps = Deps(

@@ -31,14 +31,15 @@ from monitor.config import LOOPBACK_NETWORKS, Settings, load_config  # noqa: E40
 from monitor.demo.server import LocalSite  # noqa: E402
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes  # noqa: E402
 from monitor.deps import Deps  # noqa: E402
-from monitor.domain import FeedSpec, Source, StoryView  # noqa: E402
+from monitor.domain import Source, StoryView  # noqa: E402
+from monitor.specs import FeedSpec  # noqa: E402
 from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
 from monitor.fetch import Fetcher, build_client  # noqa: E402
 from monitor.labels import spike_sentence  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
 from monitor.notify.slack import alert_message, batch_message, spike_message  # noqa: E402
 from monitor.passes import run_pass  # noqa: E402
-from monitor.store import repository as repo  # noqa: E402
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
 from monitor.web.app import create_app  # noqa: E402
 
@@ -186,8 +187,8 @@ def demo_archive(folder: Path) -> Settings:
         site.routes.update(site_routes(articles, site.base_url))
         specs = [FeedSpec(name=f"{SITE_NAME} ({section})", url=url, interval=3600) for section, url in feed_urls(articles, site.base_url).items()]
         with sessions.begin() as session:
-            repo.sync_feeds(session, specs, now=datetime.now(timezone.utc))
-            feed_ids = repo.active_feed_ids(session)
+            polling.sync_feeds(session, specs, now=datetime.now(timezone.utc))
+            feed_ids = polling.active_feed_ids(session)
         deps = Deps(settings=settings, sessions=sessions, fetcher=Fetcher.from_settings(client, settings), embedder=embedder,
                     scorers=build_scorers(config, embedder, settings))  # fmt: skip
         run_pass(feed_ids, deps)

@@ -16,7 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.domain import PollHint, span
+from monitor.domain import PollHint
+
+from monitor.specs import span
 
 DAY = 86400.0
 WINDOW_DAYS = 7

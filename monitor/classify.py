@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
-from monitor.domain import Embedder, TopicSpec, TopicVerdict
+from monitor.domain import Embedder, TopicVerdict
+
+from monitor.specs import TopicSpec
 from monitor.tags import NEGATIVE_FEATURES, POSITIVE_FEATURES, Tagger, Tags
 
 if TYPE_CHECKING:

@@ -11,7 +11,7 @@ import yaml
 from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from monitor.domain import MAX_INTERVAL, MIN_INTERVAL, Config
+from monitor.specs import MAX_INTERVAL, MIN_INTERVAL, Config
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.domain import DigestSpec, Outputs, SlackRoute
+from monitor.specs import DigestSpec, Outputs, SlackRoute
 from monitor.labels import plural, topic_title
 from monitor.notify.digest import Digest, build_digest, to_email
 from monitor.notify.email import Mailer, MailError

@@ -41,20 +41,20 @@ class FeedPoll:
     hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
 
 
-def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
+def _fail(deps: Deps, state: polling.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
     now = deps.clock()
     delay = backoff_delay(state.current_interval, state.error_count + 1, deps.settings.max_backoff)
     if retry_after is not None:
         delay = max(delay, retry_after)
     log.info("feed %s failed: %s; next try in %.0fs", state.name, message, delay)  # the pass summary warns when most fail
     with deps.sessions.begin() as session:
-        repo.record_feed_failure(
+        polling.record_feed_failure(
             session, state.id, url=state.url, message=message, now=now, next_due=now + timedelta(seconds=delay)
         )
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=False, error=message))
 
 
-def next_cadence(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime) -> Cadence:
+def next_cadence(session: Session, deps: Deps, state: polling.FeedState, hints: tuple[PollHint, ...], now: datetime) -> Cadence:
     """The feed's next interval and why, from its items of the past week (those being stored included), the
     publisher's hints, its bounds and its host's politeness (monitor/cadence.py)."""
     settings, host = deps.settings, deps.fetcher.host_key(state.url)
@@ -72,15 +72,15 @@ def next_cadence(session: Session, deps: Deps, state: repo.FeedState, hints: tup
     )
 
 
-def _succeeded(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime, **feed_state) -> None:
+def _succeeded(session: Session, deps: Deps, state: polling.FeedState, hints: tuple[PollHint, ...], now: datetime, **feed_state) -> None:
     cadence = next_cadence(session, deps, state, hints, now)
     next_due = now + timedelta(seconds=cadence.seconds)
-    repo.record_feed_success(
+    polling.record_feed_success(
         session, state.id, now=now, next_due=next_due, poll_interval=cadence.seconds, poll_reason=cadence.reason, **feed_state
     )
 
 
-def _unchanged(deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], **feed_state) -> FeedPoll:
+def _unchanged(deps: Deps, state: polling.FeedState, hints: tuple[PollHint, ...], **feed_state) -> FeedPoll:
     now = deps.clock()
     with deps.sessions.begin() as session:
         _succeeded(session, deps, state, hints, now, **feed_state)
@@ -142,7 +142,7 @@ def read_article(
 def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
     """Fetch a feed and read its new articles. Failures are recorded; nothing new is stored yet."""
     with deps.sessions() as session:
-        state = repo.feed_state(session, feed_id)
+        state = polling.feed_state(session, feed_id)
     settings, now = deps.settings, deps.clock()
     full = state.last_full_fetch_at is None or (now - state.last_full_fetch_at).total_seconds() >= settings.full_refresh
     try:
@@ -230,14 +230,14 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
             with deps.timings.measure("store"), deps.sessions.begin() as session:
                 with deps.timings.measure("placement lock"):
                     catch_up(session, deps.deduper, topic=_first_topic(deps), now=now)
-                state = repo.feed_state(session, poll.feed_id)
+                state = polling.feed_state(session, poll.feed_id)
                 stored = repo.add_articles(session, items, now=now)
                 for index, candidate in enumerate(poll.candidates):
                     if candidate.url in stored:
                         _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
                         _refresh_story(session, deps, updated, items[index].verdicts, now)
-                repo.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
+                polling.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
                 _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
         except Exception:
             load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
@@ -311,7 +311,7 @@ def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
         log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
         message = f"internal error: {type(exc).__name__}: {exc}"
     with deps.sessions() as session:
-        state = repo.feed_state(session, feed_id)
+        state = polling.feed_state(session, feed_id)
     return _fail(deps, state, message).outcome
 
 

@@ -10,7 +10,8 @@ import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.classify import Document, TopicScorer
-from monitor.embed import Embedder, from_bytes
+from monitor.domain import Embedder
+from monitor.embed import from_bytes
 from monitor.store import feedback
 from monitor.store import repository as repo
 

@@ -19,8 +19,8 @@ from monitor.deps import Deps
 from monitor.domain import FeedOutcome
 from monitor.spike_watch import detect_spikes
 from monitor.pipeline import poll_feed
-from monitor.store import repository as repo
 
+from monitor.store import polling
 log = logging.getLogger(__name__)
 
 MAX_JITTER = 300.0
@@ -82,7 +82,7 @@ def poll_if_due(feed_id: int, deps: Deps, tally: PollTally | None = None) -> Fee
     """Poll a feed unless its row says to wait (backoff after failures, or a server's Retry-After)."""
     now = deps.clock()
     with deps.sessions() as session:
-        due = repo.feed_next_due(session, feed_id)
+        due = polling.feed_next_due(session, feed_id)
     if due is not None and due > now + timedelta(seconds=1):
         log.debug("feed %s not due before %s", feed_id, due.isoformat())
         return None
@@ -107,8 +107,8 @@ def poll_and_follow(scheduler: BackgroundScheduler, feed_id: int, deps: Deps, ta
 def follow_row(scheduler: BackgroundScheduler, feed_id: int, deps: Deps) -> None:
     """Move the feed's job to the due time in its row, with a little jitter so feeds polled together drift apart."""
     with deps.sessions() as session:
-        state = repo.feed_state(session, feed_id)
-        due = repo.feed_next_due(session, feed_id)
+        state = polling.feed_state(session, feed_id)
+        due = polling.feed_next_due(session, feed_id)
     if due is None:
         return
     jitter = random.uniform(0, min(state.current_interval * 0.1, MAX_JITTER))
@@ -146,7 +146,7 @@ def plan_and_deliver_digest(sender: Sender) -> None:
 
 def build_scheduler(
     deps: Deps,
-    feeds: list[repo.FeedStatus],
+    feeds: list[polling.FeedStatus],
     *,
     workers: int,
     sender: Sender | None = None,

@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
 from monitor.classify import Document, Labelled, TopicScorer, fitted_model, jsonl_records
-from monitor.domain import TopicSpec
+from monitor.specs import TopicSpec
 from monitor.evaluate import Scores, binary_scores
 from monitor.tags import Tags
 

@@ -7,11 +7,11 @@ from monitor.config import Settings
 from monitor.demo.server import LocalSite
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
 from monitor.deps import Deps
-from monitor.domain import Config, FeedSpec
+from monitor.specs import Config, FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.store import repository as repo
 
+from monitor.store import polling
 from .conftest import NOW, Clock
 
 
@@ -29,8 +29,8 @@ def build_demo_archive(sessions, embedder, config: Config, settings: Settings) -
             for section, url in feed_urls(articles, site.base_url).items()
         ]
         with sessions.begin() as session:
-            repo.sync_feeds(session, specs, now=NOW)
-            feed_ids = repo.active_feed_ids(session)
+            polling.sync_feeds(session, specs, now=NOW)
+            feed_ids = polling.active_feed_ids(session)
         deps = Deps(
             settings=settings,
             sessions=sessions,

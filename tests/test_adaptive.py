@@ -15,18 +15,19 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from monitor.cadence import choose_interval, host_floor, publication_rate
-from monitor.domain import span
+from monitor.specs import span
 from monitor.cli import app
 from monitor.config import ConfigError, Settings, load_config
 from monitor.demo.server import LocalSite, Reply, Request
-from monitor.domain import FeedSpec, PollHint
+from monitor.domain import PollHint
+from monitor.specs import FeedSpec
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher, build_client, cache_hint
 from monitor.deps import Deps
 from monitor.pipeline import poll_feed
 from monitor.scheduler import build_scheduler, poll_and_follow
 from monitor.store import leases
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.models import Feed
 
 from .conftest import NOW, Clock
@@ -210,7 +211,7 @@ def conditional(body: bytes, headers: dict[str, str] | None = None):
 
 
 @contextmanager
-def polling(sessions, settings, clock: Clock, *, host_delay: float = 0.0) -> Iterator[Deps]:
+def polling_deps(sessions, settings, clock: Clock, *, host_delay: float = 0.0) -> Iterator[Deps]:
     """The pipeline's dependencies; the fetcher's waits between requests to one host are recorded, not slept."""
     settings = settings.model_copy(update={"host_delay": host_delay})
     with build_client(settings) as client:
@@ -220,9 +221,9 @@ def polling(sessions, settings, clock: Clock, *, host_delay: float = 0.0) -> Ite
 
 def add_feeds(sessions, specs: list[FeedSpec], *, since: datetime = WATCHED) -> dict[str, int]:
     with sessions.begin() as session:
-        repo.sync_feeds(session, specs, now=since)
+        polling.sync_feeds(session, specs, now=since)
     with sessions() as session:
-        return {f.name: f.id for f in repo.feeds_overview(session)}
+        return {f.name: f.id for f in polling.feeds_overview(session)}
 
 
 def feed_row(sessions, feed_id: int) -> Feed:
@@ -232,7 +233,7 @@ def feed_row(sessions, feed_id: int) -> Feed:
 
 def test_the_interval_shortens_for_a_busy_feed_and_lengthens_for_a_quiet_one(sessions, settings):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/busy.xml"] = conditional(rss(site, "busy", every(timedelta(hours=2), count=84)))
         site.routes["/quiet.xml"] = Reply(200, rss(site, "quiet", [NOW - timedelta(days=d) for d in (1, 4, 6)]), RSS)
         site.routes["/capped.xml"] = Reply(200, rss(site, "capped", [NOW - timedelta(days=d) for d in (1, 4, 6)]), RSS)
@@ -262,7 +263,7 @@ def test_the_interval_shortens_for_a_busy_feed_and_lengthens_for_a_quiet_one(ses
 def test_the_publishers_hints_are_honoured_through_a_304(sessions, settings):
     clock = Clock()
     busy = every(timedelta(hours=2), count=84)
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/ttl.xml"] = conditional(rss(site, "ttl", busy, "<ttl>180</ttl>"))
         site.routes["/cached.xml"] = conditional(rss(site, "cached", busy), {"Cache-Control": "public, max-age=5400"})
         ids = add_feeds(sessions, [FeedSpec(name="TTL", url=site.url("/ttl.xml")), FeedSpec(name="Cached", url=site.url("/cached.xml"))])
@@ -280,7 +281,7 @@ def test_the_publishers_hints_are_honoured_through_a_304(sessions, settings):
 
 def test_a_host_is_never_polled_faster_than_its_politeness_allows(sessions, settings):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock, host_delay=900.0) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock, host_delay=900.0) as deps:
         specs = []
         for n in range(4):
             site.routes[f"/{n}.xml"] = Reply(200, rss(site, f"f{n}", every(timedelta(hours=2), count=84)), RSS)
@@ -298,7 +299,7 @@ def test_with_adaptive_polling_off_a_feed_keeps_its_interval_yet_honours_its_hin
     assert Settings().poll_adaptive is False
     clock = Clock()
     fixed = settings.model_copy(update={"poll_adaptive": False})
-    with LocalSite() as site, polling(sessions, fixed, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, fixed, clock) as deps:
         site.routes["/busy.xml"] = Reply(200, rss(site, "busy", every(timedelta(hours=2), count=84)), RSS)
         site.routes["/ttl.xml"] = Reply(200, rss(site, "ttl", every(timedelta(hours=2), count=84), "<ttl>240</ttl>"), RSS)
         ids = add_feeds(sessions, [FeedSpec(name="Busy", url=site.url("/busy.xml"), interval="2h"), FeedSpec(name="TTL", url=site.url("/ttl.xml"))])
@@ -311,7 +312,7 @@ def test_with_adaptive_polling_off_a_feed_keeps_its_interval_yet_honours_its_hin
 
 def test_failures_back_off_from_the_adaptive_interval(sessions, settings):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/busy.xml"] = Reply(200, rss(site, "busy", every(timedelta(hours=2), count=84)), RSS)
         feed_id = add_feeds(sessions, [FeedSpec(name="Busy", url=site.url("/busy.xml"), interval="2h")])["Busy"]
         poll_feed(feed_id, deps)
@@ -326,7 +327,7 @@ def test_failures_back_off_from_the_adaptive_interval(sessions, settings):
 
 def test_a_changed_bound_in_feeds_yaml_takes_effect_at_once(sessions, settings):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/quiet.xml"] = Reply(200, rss(site, "quiet", [NOW - timedelta(days=d) for d in (1, 4, 6)]), RSS)
         spec = FeedSpec(name="Quiet", url=site.url("/quiet.xml"))
         feed_id = add_feeds(sessions, [spec])["Quiet"]
@@ -342,11 +343,11 @@ def test_a_changed_bound_in_feeds_yaml_takes_effect_at_once(sessions, settings):
 
 def test_the_schedulers_follow_the_feeds_row(sessions, settings):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/busy.xml"] = Reply(200, rss(site, "busy", every(timedelta(hours=2), count=84)), RSS)
         feed_id = add_feeds(sessions, [FeedSpec(name="Busy", url=site.url("/busy.xml"), interval="2h")], since=NOW)["Busy"]
         with sessions() as session:
-            feeds = [f for f in repo.feeds_overview(session) if f.active]
+            feeds = [f for f in polling.feeds_overview(session) if f.active]
         scheduler = build_scheduler(deps, feeds, workers=1)
         scheduler.start(paused=True)
         try:
@@ -363,7 +364,7 @@ def test_the_schedulers_follow_the_feeds_row(sessions, settings):
 
 def test_status_shows_each_feeds_interval_and_why(sessions, settings, database_url, tmp_path):
     clock = Clock()
-    with LocalSite() as site, polling(sessions, settings, clock) as deps:
+    with LocalSite() as site, polling_deps(sessions, settings, clock) as deps:
         site.routes["/busy.xml"] = Reply(200, rss(site, "busy", every(timedelta(hours=2), count=84)), RSS)
         site.routes["/ttl.xml"] = Reply(200, rss(site, "ttl", every(timedelta(hours=2), count=84), "<ttl>60</ttl>"), RSS)
         specs = [

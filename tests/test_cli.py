@@ -104,7 +104,7 @@ def test_service_stops_cleanly_on_sigterm(workdir):
         seen = ""
         while "scheduler started" not in seen and time.monotonic() < deadline:
             seen += process.stderr.readline()
-        assert "scheduler started with 4 jobs" in seen  # two feeds, the outbox and the hourly poll summary
+        assert "scheduler started with 5 jobs" in seen  # two feeds, the outbox, the hourly poll summary and the look for spikes
         assert "2 feeds from" in seen and "archive links are off" in seen  # the start-up summary
         process.send_signal(signal.SIGTERM)
         _, rest = process.communicate(timeout=120)

@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 from monitor.config import ConfigError, load_config
-from monitor.domain import parse_duration
+from monitor.specs import parse_duration
 
 from .conftest import ROOT
 

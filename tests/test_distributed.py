@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
-from monitor.domain import FeedSpec, SlackRoute
+from monitor.specs import FeedSpec, SlackRoute
 from monitor.store import leases, outbox
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Delivery, Feed, StoryTopic
 
@@ -40,8 +40,8 @@ WAIT = 600.0  # seconds the processes get for each step; never reached when all 
 
 def add_feeds(sessions, count: int, *, now: datetime) -> list[int]:
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=f"feed {n}", url=f"https://feed{n}.example/rss") for n in range(count)], now=now)
-        return repo.active_feed_ids(session)
+        polling.sync_feeds(session, [FeedSpec(name=f"feed {n}", url=f"https://feed{n}.example/rss") for n in range(count)], now=now)
+        return polling.active_feed_ids(session)
 
 
 def test_a_due_feed_is_leased_once_until_its_lease_expires(sessions):

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from monitor.dedup import canonical_url
-from monitor.domain import Extracted, ParsedFeed, TopicSpec
+from monitor.domain import Extracted, ParsedFeed
+from monitor.specs import TopicSpec
 from monitor.extract import extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.store.db import make_engine, session_factory, upgrade

@@ -1,20 +1,23 @@
 """The import rules of STYLE.md, read from the source with ast: the layout is the architecture, so a test keeps it.
 
 Layers, bottom up; a module may import its own layer, the shared modules, and what its line allows:
-- shared: `domain` (the specs of feeds.yaml and the plain data passed between stages), `times` (an article's date,
+- shared: `domain` (the plain data passed between stages), `specs` (feeds.yaml's specs), `times` (an article's date,
   backoff, Retry-After) and `labels` (one wording for every reader). They import no other monitor module.
 - config: Settings from the environment, and feeds.yaml read into domain's specs. Nothing else.
 - stages: feeds, fetch (with hostpool, its per-host pool), extract, embed (with embed_onnx, its ONNX backend),
-  classify (with tags and the phrase language it reads: phrases, event, segment), dedup. A stage may import config
+  classify (with tags and the phrase language it reads: phrases, event, segment), dedup, cadence (a feed's next
+  interval), spikes (the rule that finds a coverage spike). A stage may import config
   (for Settings); never another stage, the store, notify, web or evaluation.
 - store (monitor/store/, its migrations aside): nothing else; never a stage, notify, web or config.
 - notify (monitor/notify/): nothing else; never the store or a stage.
 - web (monitor/web/): the store, config (Settings: the archive's token) and export (Atom over plain rows, the
   one writer the command line's export shares with the archive); never a stage, notify or the pipeline.
 - pipeline: pipeline (one feed, every stage in order), deps (what a poll needs), passes (many feeds), placement
-  (the story indexes and the store's lock) and delivery (the outbox's deliveries through the channels): the one
+  (the story indexes and the store's lock), delivery (the outbox's deliveries through the channels), spike_watch
+  (spikes found in the store's counts, owed and sent) and rescore (the store scored again): the one
   place, the command line aside, that imports stages, store and notify; scheduler, tasks and metrics sit above it.
-- evaluation (evaluate, topic_eval, story_eval) may import stages; no production module imports evaluation.
+- evaluation (evaluate, topic_eval, story_eval, and training: `monitor train`'s refit, cross-validated before and
+  after) may import stages; no production module imports evaluation.
 - the demo site (monitor/demo/) is imported only by the command line (`monitor demo`), never by the service.
 - cli (monitor/cli/) is the composition root and may import anything.
 
@@ -32,7 +35,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "monitor"
 MAX_LINES = 400
 
-SHARED = {"domain", "times", "labels"}
+SHARED = {"domain", "specs", "times", "labels"}
 CONFIG = {"config"}
 STAGES = {  # each stage with the modules that are its parts
     "feeds": {"feeds"},
@@ -41,11 +44,13 @@ STAGES = {  # each stage with the modules that are its parts
     "embed": {"embed", "embed_onnx"},
     "classify": {"classify", "tags", "phrases", "event", "segment"},
     "dedup": {"dedup"},
+    "cadence": {"cadence"},
+    "spikes": {"spikes"},
 }
-PIPELINE = {"pipeline", "deps", "passes", "placement", "delivery"}
+PIPELINE = {"pipeline", "deps", "passes", "placement", "delivery", "spike_watch", "rescore"}
 ABOVE_PIPELINE = {"scheduler", "tasks", "metrics"}
 OUTPUTS = {"export"}
-EVALUATION = {"evaluate", "topic_eval", "story_eval"}
+EVALUATION = {"evaluate", "topic_eval", "story_eval", "training"}
 STAGE_OF = {module: stage for stage, modules in STAGES.items() for module in modules}
 
 

@@ -24,7 +24,7 @@ from monitor.cli import app
 
 from monitor.delivery import MailChannel, Sender, SlackChannel
 from monitor.demo.server import LocalSite, Reply, Request
-from monitor.domain import DigestSpec, Outputs, QuietHours, SlackRoute
+from monitor.specs import DigestSpec, Outputs, QuietHours, SlackRoute
 from monitor.notify.email import Mailer
 from monitor.notify.slack import SlackWebhook
 from monitor.scheduler import build_scheduler

@@ -17,11 +17,11 @@ from monitor.classify import TopicScorer
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
 from monitor.deps import Deps
-from monitor.domain import FeedSpec
+from monitor.specs import FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
 from monitor.pipeline import store_failure
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed, FetchFailure
 from monitor.store.views import export_rows
@@ -48,9 +48,9 @@ def pipeline(sessions, settings, embedder, config, clock: Clock | None = None):
 
 def sync(sessions, feeds: dict[str, str], now: datetime = NOW) -> dict[str, int]:
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
+        polling.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
     with sessions() as session:
-        return {f.name: f.id for f in repo.feeds_overview(session)}
+        return {f.name: f.id for f in polling.feeds_overview(session)}
 
 
 def run_all(sessions, deps, names: dict[str, int]):

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
-from monitor.domain import DigestSpec, SlackRoute
+from monitor.specs import DigestSpec, SlackRoute
 from monitor.spike_watch import detect_spikes
 from monitor.scheduler import build_scheduler
 from monitor.spikes import SpikeRule, day_window, find_spikes, upper_tail, watched_days

@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 
 from monitor.classify import Document, TopicScorer, read_labelled
 from monitor.cli.common import shown_url
-from monitor.domain import FeedOutcome, FeedSpec
+from monitor.domain import FeedOutcome
+from monitor.specs import FeedSpec
 from monitor.scheduler import PollTally, most_failed
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed
 from monitor.topic_eval import evaluate
@@ -49,7 +50,7 @@ def test_the_demo_leaves_the_configured_database_untouched(tmp_path, model_cache
     real = tmp_path / "real.db"
     engine, sessions = sessions_of(f"sqlite:///{real}")
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name="Real Feed", url="https://news.example.org/rss")], now=datetime.now(timezone.utc))
+        polling.sync_feeds(session, [FeedSpec(name="Real Feed", url="https://news.example.org/rss")], now=datetime.now(timezone.utc))
     engine.dispose()
     before = files_digest(tmp_path, skip="work")
     work = tmp_path / "work"

@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from monitor.domain import FeedSpec
-from monitor.store import repository as repo
+from monitor.specs import FeedSpec
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Base
 from monitor.store.search import is_search_index
@@ -53,14 +53,14 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
 def test_sync_feeds_adds_updates_and_deactivates(sessions):
     now = datetime(2026, 11, 22, tzinfo=timezone.utc)
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/rss"), FeedSpec(name="B", url="https://b.org/rss")], now=now)
+        polling.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/rss"), FeedSpec(name="B", url="https://b.org/rss")], now=now)
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/new.xml", interval="2h")], now=now)
+        polling.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/new.xml", interval="2h")], now=now)
     with sessions() as session:
-        feeds = {f.name: f for f in repo.feeds_overview(session)}
+        feeds = {f.name: f for f in polling.feeds_overview(session)}
         assert feeds["A"].url == "https://a.org/new.xml" and feeds["A"].interval_seconds == 7200 and feeds["A"].active
         assert not feeds["B"].active
-        assert repo.due_feed_ids(session, now=now) == [feeds["A"].id]
+        assert polling.due_feed_ids(session, now=now) == [feeds["A"].id]
         assert feeds["A"].created_at.tzinfo is not None
 
 
@@ -74,7 +74,7 @@ def test_processes_starting_at_once_add_each_feed_once(sessions):
         start.wait()
         try:
             with sessions.begin() as session:
-                repo.sync_feeds(session, specs, now=now)
+                polling.sync_feeds(session, specs, now=now)
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -85,13 +85,13 @@ def test_processes_starting_at_once_add_each_feed_once(sessions):
         thread.join()
     assert errors == []
     with sessions() as session:
-        assert sorted(f.name for f in repo.feeds_overview(session)) == sorted(s.name for s in specs)
+        assert sorted(f.name for f in polling.feeds_overview(session)) == sorted(s.name for s in specs)
 
 
 def test_naive_datetimes_are_refused(sessions):
     with pytest.raises(Exception, match="naive datetime"):
         with sessions.begin() as session:
-            repo.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/rss")], now=datetime(2026, 1, 1))
+            polling.sync_feeds(session, [FeedSpec(name="A", url="https://a.org/rss")], now=datetime(2026, 1, 1))
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres"])
@@ -120,7 +120,7 @@ def test_sqlite_transactions_that_read_then_write_wait_for_each_other(tmp_path):
     upgrade(engine)
     sessions = session_factory(engine)
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name="a", url="https://a.example/rss")], now=datetime.now(timezone.utc))
+        polling.sync_feeds(session, [FeedSpec(name="a", url="https://a.example/rss")], now=datetime.now(timezone.utc))
     errors: list[Exception] = []
 
     def writer() -> None:

@@ -11,10 +11,10 @@ from sqlalchemy import func, select
 
 from monitor.dedup import Deduper, Incoming, content_hash, signature
 from monitor.demo.server import LocalSite, Reply
-from monitor.domain import FeedSpec
+from monitor.specs import FeedSpec
 from monitor.passes import run_pass
 from monitor.placement import load_deduper
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.views import export_rows
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.story_eval import evaluate_stories, read_story_items
@@ -134,8 +134,8 @@ def wire_site(site: LocalSite, published: datetime = NOW - timedelta(hours=26)) 
 
 def sync(sessions, feeds, now: datetime = NOW):
     with sessions.begin() as session:
-        repo.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
-        return repo.active_feed_ids(session)
+        polling.sync_feeds(session, [FeedSpec(name=n, url=u, interval=3600) for n, u in feeds.items()], now=now)
+        return polling.active_feed_ids(session)
 
 
 def test_one_story_four_sources_and_a_separate_look_alike(sessions, settings, embedder, config):

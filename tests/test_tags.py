@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monitor.config import load_config
-from monitor.domain import TopicSpec
+from monitor.specs import TopicSpec
 from monitor.tags import Tagger
 
 from .conftest import ROOT

@@ -25,7 +25,7 @@ from monitor.config import ConfigError, Settings, load_config
 from monitor.dedup import Deduper
 from monitor.delivery import MailChannel, Sender, SlackChannel
 from monitor.deps import Deps, Timings, utcnow
-from monitor.domain import Config, TopicSpec
+from monitor.specs import Config, TopicSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.metrics import PipelineMetrics

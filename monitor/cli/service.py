@@ -20,13 +20,14 @@ from monitor.cli.distributed import print_queue_state, schedule_forever
 from monitor.config import LOOPBACK_NETWORKS, Settings
 from monitor.delivery import Report, digest_day
 from monitor.deps import Deps, utcnow
-from monitor.domain import FeedOutcome, FeedSpec, span
+from monitor.domain import FeedOutcome
+from monitor.specs import FeedSpec, span
 from monitor.notify.digest import to_email
 from monitor.passes import run_pass
 from monitor.spike_watch import detect_spikes, sentence as spike_sentence
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store.views import export_rows
 from monitor.cli.common import (
@@ -82,7 +83,7 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
         typer.echo(alarm)
 
 
-def _startup_summary(app_: App, feeds: list[repo.FeedStatus], *, service: bool) -> None:
+def _startup_summary(app_: App, feeds: list[polling.FeedStatus], *, service: bool) -> None:
     """What one needs to know at start: the feeds, the store, the model, the archive, and (for the service) what waits."""
     settings, config = app_.settings, app_.config
     log.info("%d feed%s from %s; topics: %s", len(feeds), "" if len(feeds) == 1 else "s", settings.config, ", ".join(t.name for t in config.topics))
@@ -103,15 +104,15 @@ def _startup_summary(app_: App, feeds: list[repo.FeedStatus], *, service: bool) 
             )  # fmt: skip
 
 
-def _active_feeds(app_: App) -> list[repo.FeedStatus]:
+def _active_feeds(app_: App) -> list[polling.FeedStatus]:
     """The feeds of feeds.yaml, after bringing the feeds table in line with it."""
     with app_.sessions.begin() as session:
-        repo.sync_feeds(session, app_.config.feeds, now=utcnow())
+        polling.sync_feeds(session, app_.config.feeds, now=utcnow())
     with app_.sessions() as session:
-        return [f for f in repo.feeds_overview(session) if f.active]
+        return [f for f in polling.feeds_overview(session) if f.active]
 
 
-def _poll_now(app_: App, feeds: list[repo.FeedStatus]) -> None:
+def _poll_now(app_: App, feeds: list[polling.FeedStatus]) -> None:
     """One pass over these feeds whatever their next due time, then what the outbox owes."""
     stop = stop_on_signals()
     sender = build_sender(app_)
@@ -204,8 +205,8 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
     """Feeds with their last success, last error, interval (and why) and next due time; the alerts and digests owed, sent and failed."""
     app_ = load_app(config, database=database)
     with app_.sessions() as session:
-        feeds = repo.feeds_overview(session)
-        counts = repo.article_counts(session)
+        feeds = polling.feeds_overview(session)
+        counts = polling.article_counts(session)
     table = Table(title="feeds")
     for column in ("feed", "active", "articles", "last success", "errors", "last error", "interval", "why", "next due"):
         table.add_column(column)
@@ -310,8 +311,8 @@ def demo(
         ]
         typer.echo(f"sample site with {len(articles)} articles at {site.base_url} ({len(specs)} feeds), stored in {shown_url(database)}")
         with app_.sessions.begin() as session:
-            repo.sync_feeds(session, specs, now=utcnow())
-            feed_ids = [f.id for f in repo.feeds_overview(session) if f.active]
+            polling.sync_feeds(session, specs, now=utcnow())
+            feed_ids = [f.id for f in polling.feeds_overview(session) if f.active]
         ours = [ip_network(network) for network in LOOPBACK_NETWORKS]
         polite_to_ourselves = app_.settings.model_copy(
             update={"host_delay": 0.0, "host_concurrency": 8, "allowed_networks": [*app_.settings.allowed_networks, *ours]}

@@ -12,7 +12,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from monitor.domain import DEFAULT_SUBJECT, StoryView, check_subject_template, http_link
+from monitor.domain import StoryView, http_link
+
+from monitor.specs import DEFAULT_SUBJECT, check_subject_template
 from monitor.labels import (
     action_heading,
     action_weight,

@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
 from monitor.config import Settings
-from monitor.domain import Config, Embedder
+from monitor.domain import Embedder
+from monitor.specs import Config
 from monitor.store.search import VectorIndex
 from monitor.web import api, health, pages
 from monitor.web.data import Archive

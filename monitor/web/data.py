@@ -14,7 +14,8 @@ from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Settings
-from monitor.domain import Config, Embedder
+from monitor.domain import Embedder
+from monitor.specs import Config
 from monitor.store import feedback
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views

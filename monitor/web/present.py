@@ -8,7 +8,9 @@ from urllib.parse import urlencode
 from jinja2 import Environment
 from starlette.requests import Request
 
-from monitor.domain import Config, http_link
+from monitor.domain import http_link
+
+from monitor.specs import Config
 from monitor.labels import action_label, country_name, evidence_key, matched_by, signal_words, topic_title
 
 
