@@ -87,6 +87,22 @@ class Settings(BaseSettings):
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
     poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
     delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
+    public_url: str = Field(
+        "", description="Public address of `monitor serve` that WebSub hubs can reach (https://monitor.example.org); set: feeds that "
+        "advertise a hub are subscribed and pushed to <url>/websub/<id>; empty: no push, polling only."
+    )
+    websub_lease: int = Field(10 * 86400, ge=300, le=365 * 86400, description="Seconds of lease asked of a WebSub hub; renewed at 80 % of the lease granted.")
+    push_safety_poll: float = Field(
+        6 * 3600, ge=60, le=30 * DAY, description="While push is healthy a feed is still polled this often (never more often than its interval), as a safety net."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) address such as https://monitor.example.org")
+        return value
 
     def digest_recipients(self, configured: list[str]) -> list[str]:
         override = [address.strip() for address in self.digest_to.split(",") if address.strip()]

@@ -10,12 +10,14 @@ import typer
 from rich.console import Console
 
 from monitor.notify.outbox import Sender
+from monitor.fetch import Fetcher, build_client
 from monitor.pipeline import utcnow
+from monitor.push import Upkeep
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
 from monitor.hostpool import HostPool
 from monitor.metrics import POLL_QUEUE
-from monitor.tasks import enqueue_due, make_celery, queue_state, register_poll, worker_name
+from monitor.tasks import enqueue_due, enqueue_pushed, make_celery, queue_state, register_poll, worker_name
 from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
 
 
@@ -25,13 +27,16 @@ def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
     celery = make_celery(settings)
 
     def enqueue() -> int:
-        return enqueue_due(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        polls = enqueue_due(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        return polls + enqueue_pushed(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
 
     if sender.mail is not None:
         sender.plan_if_missed()
     log.info("distributed mode: polls go to queue %s for `monitor worker`s", POLL_QUEUE)
-    scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval)
-    serve_forever(scheduler, stop)
+    with build_client(settings) as client:
+        push = Upkeep(settings, app_.sessions, Fetcher.from_settings(client, settings), utcnow)
+        scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval, push=push)
+        serve_forever(scheduler, stop)
 
 
 @app.command()

@@ -16,12 +16,14 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
-from monitor.domain import FeedOutcome
+from monitor.domain import ACTIVE, PENDING, FeedOutcome, Subscription
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
 from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.push import Upkeep
+from monitor.websub import push_healthy
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
-from monitor.store import outbox
+from monitor.store import outbox, websub
 from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
 from monitor.cli.distributed import print_queue_state, schedule_forever
@@ -90,6 +92,8 @@ def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
     else:
         log.info("archive: `monitor serve`, then open http://127.0.0.1:8000/")
         log.info("archive links are off: set outputs.archive_url in %s so alerts and digests link each story into the archive", settings.config)
+    if settings.public_url:
+        log.info("push: feeds that advertise a WebSub hub are subscribed; hubs call back at %s/websub/…", settings.public_url)
     if service:
         now = utcnow()
         waiting = sorted(f.next_due_at for f in feeds if f.next_due_at and f.next_due_at > now)
@@ -139,8 +143,9 @@ def run(
     with pipeline_deps(app_, sender=sender) as deps:
         if sender.mail is not None:
             sender.plan_if_missed()
+        push = Upkeep(app_.settings, app_.sessions, deps.fetcher, utcnow)
         scheduler = build_scheduler(
-            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally
+            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally, push=push
         )
         serve_forever(scheduler, stop, tally)
 
@@ -201,8 +206,10 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
     with app_.sessions() as session:
         feeds = repo.feeds_overview(session)
         counts = repo.article_counts(session)
+        subscriptions = websub.subscriptions(session)
+        backlog = websub.push_backlog(session)
     table = Table(title="feeds")
-    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due"):
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due", "push"):
         table.add_column(column)
     for feed in feeds:
         table.add_row(
@@ -213,12 +220,30 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
             str(feed.error_count),
             (feed.last_error or "")[:80],
             format_when(feed.next_due_at) if feed.active else "-",
+            _push_state(feed, subscriptions.get(feed.id), backlog.get(feed.id), public_url=app_.settings.public_url),
         )
     console = Console(width=200)
     console.print(table)
     if app_.settings.broker_url:
         print_queue_state(app_, console)
     _outbox_status(app_, console)
+
+
+def _push_state(feed: Feed, sub: Subscription | None, backlog: tuple[int, str | None] | None, *, public_url: str) -> str:
+    """A feed's WebSub push in a few words: whether it is subscribed, its lease, the last push, what waits."""
+    if sub is None:
+        state = "-" if not feed.hub_url else "hub found; set MONITOR_PUBLIC_URL to use it" if not public_url else "hub found, subscribing"
+    elif sub.state == ACTIVE:
+        state = f"active to {format_when(sub.lease_expires_at)}, last push {format_when(sub.last_push_at)}"
+        healthy = push_healthy(sub, interval=feed.interval_seconds, now=utcnow())
+        state += "; healthy, polls are a safety net" if healthy else "; quiet, polled at its interval"
+    elif sub.state == PENDING:
+        state = f"pending: asked {format_when(sub.requested_at)}"
+    else:
+        state = sub.state + (f": {sub.last_error[:60]}" if sub.last_error else "")
+    if backlog:
+        state += f"; {backlog[0]} pushed bodies waiting" + (f" ({backlog[1][:60]})" if backlog[1] else "")
+    return state
 
 
 def _outbox_status(app_: App, console: Console) -> None:
