@@ -46,7 +46,7 @@ def upkeep(push: Upkeep) -> dict[str, int]:
             step = _ask_hub(push, feed)
             if step:
                 done[step] = done.get(step, 0) + 1
-            if _pace_polls(push, feed):
+            if _pace_polls(push, feed, ended=step in (FORGET, UNSUBSCRIBE)):
                 done["polls moved"] = done.get("polls moved", 0) + 1
         except SQLAlchemyError as exc:
             log.error("push upkeep of feed %s: %s", feed.name, store_failure(exc))
@@ -92,11 +92,12 @@ def _ask_hub(push: Upkeep, feed: store.PushFeed) -> str | None:
     return step
 
 
-def _pace_polls(push: Upkeep, feed: store.PushFeed) -> bool:
+def _pace_polls(push: Upkeep, feed: store.PushFeed, *, ended: bool) -> bool:
+    """Put the feed's polls off while push is healthy; bring back a poll put off once push is quiet (or ended)."""
     sub, now = feed.subscription, push.clock()
     if sub is None:
         return False
-    healthy = push_healthy(sub, interval=feed.interval_seconds, now=now)
+    healthy = not ended and push_healthy(sub, interval=feed.interval_seconds, now=now)
     due = poll_due(
         healthy=healthy,
         next_due=feed.next_due_at,

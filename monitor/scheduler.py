@@ -146,7 +146,7 @@ def build_scheduler(
 
     With a sender: a job that empties the outbox every few seconds, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
-    With push: the WebSub upkeep every minute, and pushed bodies read every few seconds.
+    With push (MONITOR_PUBLIC_URL set): the WebSub upkeep every minute, and pushed bodies read every few seconds.
     """
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(workers)},

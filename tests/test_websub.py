@@ -27,7 +27,7 @@ from monitor.fetch import Fetcher, build_client
 from monitor.notify.outbox import Sender
 from monitor.pipeline import Deps, poll_feed
 from monitor.push import Upkeep, drain_pushes, upkeep
-from monitor.scheduler import poll_if_due
+from monitor.scheduler import build_scheduler, poll_if_due
 from monitor.store import repository as repo
 from monitor.store import websub as store
 from monitor.store.models import Article, Feed, Push
@@ -157,9 +157,16 @@ def test_a_feed_naming_a_hub_is_subscribed_and_a_verified_push_alerts_within_one
     assert answer.status_code == 202
     assert world.count(Push) == 1 and world.subscription().last_push_at == world.clock.now
 
-    [outcome] = drain_pushes(world.deps)
-    assert (outcome.new_articles, outcome.relevant) == (1, 1)  # the article already polled is not read again
-    assert world.count(Push) == 0 and world.count(Article) == 2
+    scheduler = build_scheduler(world.deps, [], workers=2, push=world.push)  # the service's jobs, no feed to poll
+    scheduler.start()
+    try:
+        waited = 0.0
+        while world.count(Push) and waited < 60:  # read within seconds: the job looks every PUSH_DRAIN_INTERVAL
+            time.sleep(0.2)
+            waited += 0.2
+    finally:
+        scheduler.shutdown(wait=True)
+    assert world.count(Push) == 0 and world.count(Article) == 2  # the article already polled is not read again
     report = world.sender.deliver_due()
     assert report.sent == 1 and world.news.title in str(world.hook.delivered[0])
     assert world.feed().last_polled_at == NOW  # a push leaves the feed's polling state alone
@@ -225,6 +232,19 @@ def test_polls_rest_while_push_is_healthy_and_take_over_when_it_goes_quiet(world
     assert poll_if_due(world.feed_id, world.deps).ok and world.feed_fetches() == fetches + 1
     upkeep(world.push)  # still quiet: the feed keeps the interval its poll set
     assert world.feed().next_due_at == world.clock.now + timedelta(seconds=INTERVAL)
+
+
+def test_a_feed_that_stops_naming_a_hub_is_unsubscribed(world):
+    world.subscribe()
+    world.site.routes["/feed.xml"] = Reply(200, feed_of([world.news, world.quiet], world.site.base_url), RSS)  # no Link header
+    world.clock.now = NOW + timedelta(minutes=10)
+    assert poll_feed(world.feed_id, world.deps).ok and world.feed().hub_url is None
+    assert upkeep(world.push).get("unsubscribe") == 1
+    ended = world.hub.wait_verifications(2)[1]
+    assert ended.mode == "unsubscribe" and ended.confirmed
+    with world.sessions() as session:
+        assert store.subscriptions(session) == {}
+    assert world.hub.publish(world.feed_url, b"<rss/>") == []  # the hub has nobody left to push to
 
 
 def test_without_a_public_url_nothing_is_subscribed(world):

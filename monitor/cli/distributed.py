@@ -28,13 +28,15 @@ def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
 
     def enqueue() -> int:
         polls = enqueue_due(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
-        return polls + enqueue_pushed(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        if settings.public_url:
+            polls += enqueue_pushed(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        return polls
 
     if sender.mail is not None:
         sender.plan_if_missed()
     log.info("distributed mode: polls go to queue %s for `monitor worker`s", POLL_QUEUE)
     with build_client(settings) as client:
-        push = Upkeep(settings, app_.sessions, Fetcher.from_settings(client, settings), utcnow)
+        push = Upkeep(settings, app_.sessions, Fetcher.from_settings(client, settings), utcnow) if settings.public_url else None
         scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval, push=push)
         serve_forever(scheduler, stop)
 

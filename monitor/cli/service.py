@@ -143,7 +143,7 @@ def run(
     with pipeline_deps(app_, sender=sender) as deps:
         if sender.mail is not None:
             sender.plan_if_missed()
-        push = Upkeep(app_.settings, app_.sessions, deps.fetcher, utcnow)
+        push = Upkeep(app_.settings, app_.sessions, deps.fetcher, utcnow) if app_.settings.public_url else None
         scheduler = build_scheduler(
             deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally, push=push
         )
