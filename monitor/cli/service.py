@@ -242,7 +242,7 @@ def _push_state(feed: Feed, sub: Subscription | None, backlog: tuple[int, str | 
     else:
         state = sub.state + (f": {sub.last_error[:60]}" if sub.last_error else "")
     if backlog:
-        state += f"; {backlog[0]} pushed bodies waiting" + (f" ({backlog[1][:60]})" if backlog[1] else "")
+        state += f"; {backlog[0]} pushed {'body' if backlog[0] == 1 else 'bodies'} waiting" + (f" ({backlog[1][:60]})" if backlog[1] else "")
     return state
 
 
