@@ -6,7 +6,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
@@ -63,7 +63,14 @@ class RecentArticle:
 
 
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
-    """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles)."""
+    """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles).
+
+    Two processes starting at once (two `monitor run --once`) take turns: on PostgreSQL the table is locked against
+    other writers first, so the second finds the first's feeds instead of inserting them again (SQLite's write
+    transactions already begin with its one write lock).
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("LOCK TABLE feeds IN SHARE ROW EXCLUSIVE MODE"))
     specs = list(specs)
     existing = {feed.name: feed for feed in session.scalars(select(Feed))}
     for spec in specs:
