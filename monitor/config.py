@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -100,6 +101,23 @@ class Settings(BaseSettings):
     spike_p_value: float = Field(0.0001, gt=0, lt=1, description="A day is a spike when so many stories would come by chance at the baseline rate less often than this (Poisson upper tail).")
     spike_rate_floor: float = Field(0.5, gt=0, description="Stories a day the baseline counts as at least, so that a rarely named vendor or country does not spike on a few stories.")
     spike_min_ratio: float = Field(2.0, ge=1, description="A spike is also at least this many times the baseline rate.")
+
+    public_url: str = Field(
+        "", description="Public address of `monitor serve` that WebSub hubs can reach (https://monitor.example.org); set: feeds that "
+        "advertise a hub are subscribed and pushed to <url>/websub/<id>; empty: no push, polling only."
+    )
+    websub_lease: int = Field(10 * 86400, ge=300, le=365 * 86400, description="Seconds of lease asked of a WebSub hub; renewed at 80 % of the lease granted.")
+    push_safety_poll: float = Field(
+        6 * 3600, ge=60, le=30 * DAY, description="While push is healthy a feed is still polled this often (never more often than its interval), as a safety net."
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"{value!r} is not an http(s) address such as https://monitor.example.org")
+        return value
 
     def webhook_url(self, variable: str) -> str:
         """A Slack route's webhook URL from the environment variable it names (MONITOR_SLACK_WEBHOOK_URL also through Settings)."""

@@ -75,6 +75,8 @@ class ParsedFeed:
     entries: list[FeedEntry]
     problem: str | None = None  # set when the document was malformed but still parsed
     hints: tuple[PollHint, ...] = ()  # the document's own (ttl, sy:updatePeriod)
+    hub: str | None = None  # the WebSub hub the feed names (<link rel="hub">, atom:link in RSS)
+    self_url: str | None = None  # its rel="self": the WebSub topic
 
 
 @dataclass(frozen=True)
@@ -185,3 +187,31 @@ class StoryView:
 
 SPIKE_DIMENSIONS = ("topic", "vendor", "country")  # coverage spikes are counted per topic, and per vendor and country within it
 CHART_SPLITS = ("vendor", "country", "action")  # the archive's coverage chart splits its days by one of these tags
+
+
+WEBSUB_PATH = "/websub/"  # the archive serves each push subscription's callback at WEBSUB_PATH + its id
+
+# The states of a push subscription: asked and awaiting the hub's verification, verified, refused or never
+# verified (asked again later), or being ended.
+PENDING, ACTIVE, FAILED, UNSUBSCRIBING = "pending", "active", "failed", "unsubscribing"
+SUBSCRIBE, UNSUBSCRIBE, DENIED = "subscribe", "unsubscribe", "denied"  # the hub.mode values of the protocol
+
+
+@dataclass(frozen=True)
+class Subscription:
+    """A feed's WebSub subscription as the store keeps it."""
+
+    id: str
+    feed_id: int
+    hub_url: str
+    topic_url: str
+    secret: str
+    state: str
+    requested_at: datetime | None = None
+    verified_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+    last_push_at: datetime | None = None
+    attempts: int = 0
+    next_try_at: datetime | None = None
+    last_error: str | None = None
+    deferred_due: datetime | None = None

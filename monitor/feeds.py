@@ -158,4 +158,5 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
             raise NotAFeed(f"not a readable feed ({problem})")
         if not doc.get("version"):
             raise NotAFeed("not a feed")
-    return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem, hints=poll_hints(doc.feed))
+    links = {link.get("rel"): link.get("href") for link in reversed(doc.feed.get("links") or []) if link.get("href")}
+    return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem, hints=poll_hints(doc.feed), hub=links.get("hub"), self_url=links.get("self"))

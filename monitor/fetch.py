@@ -150,6 +150,7 @@ class Response:
     etag: str | None = None
     last_modified: str | None = None
     cache_headers: Mapping[str, str] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)  # the Link header's URLs by rel (a WebSub hub, its topic)
 
     @property
     def not_modified(self) -> bool:
@@ -268,6 +269,10 @@ class Fetcher:
                 self.sleep(exc.retry_after)
         raise AssertionError("unreachable")
 
+    def post(self, url: str, *, form: dict[str, str], max_bytes: int = ROBOTS_MAX_BYTES) -> Response:
+        """POST a form (a request to a WebSub hub) with the same guard, politeness and errors as a GET. Raises FetchError."""
+        return self._get_once(url, {}, max_bytes=max_bytes, page=False, method="POST", form=form)
+
     def allowed(self, url: str) -> bool:
         """Whether robots.txt of the URL's site lets us fetch it (RFC 9309: 4xx allows, 5xx forbids).
 
@@ -329,12 +334,14 @@ class Fetcher:
         if delay > 0:
             self.sleep(delay)
 
-    def _get_once(self, url: str, headers: dict, *, max_bytes: int, page: bool) -> Response:
+    def _get_once(
+        self, url: str, headers: dict, *, max_bytes: int, page: bool, method: str = "GET", form: dict[str, str] | None = None
+    ) -> Response:
         host = self._host(url)
         with host.slots:
             self._wait_turn(host)
             try:
-                with self.client.stream("GET", url, headers=headers) as response:
+                with self.client.stream(method, url, headers=headers, data=form) as response:
                     return self._read(url, response, max_bytes=max_bytes, page=page)
             except AddressRefused as exc:
                 raise Refused(url, f"refused: {exc}") from exc
@@ -389,4 +396,5 @@ class Fetcher:
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
             cache_headers=_cache_headers(response),
+            links={rel: link["url"] for link in response.links.values() for rel in link.get("rel", "").split() if link.get("url")},
         )

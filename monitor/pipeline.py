@@ -25,6 +25,7 @@ from monitor.store import polling
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
 from monitor.times import article_time, backoff_delay
+from monitor.websub import discover
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class FeedPoll:
     feed_state: dict | None = None  # recorded with the articles, in one transaction
     page_failures: list[tuple[str, str]] = field(default_factory=list)
     hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
+    pushed: bool = False  # a body a hub pushed: the feed's polling state (ETag, due time, errors) is left alone
 
 
 def _fail(deps: Deps, state: polling.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
@@ -176,7 +178,17 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         log.info("feed %s is malformed but readable: %s", state.name, parsed.problem)
     feed_state["poll_hints"] = [[hint.source, hint.seconds] for hint in parsed.hints]
     hints = (*parsed.hints, *([served] if served else []))
-    entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
+    hub = discover(response.links, parsed, response.url)
+    feed_state.update(hub_url=hub.hub if hub else None, topic_url=hub.topic if hub else None)
+    return read_entries(state, parsed.entries, deps, feed_state=feed_state, hints=hints)
+
+
+def read_entries(
+    state: polling.FeedState, entries: list[FeedEntry], deps: Deps, *, feed_state: dict, hints: tuple[PollHint, ...] = (), pushed: bool = False
+) -> FeedPoll:
+    """Read the articles of a feed's entries that are new (or whose headline changed), polled or pushed."""
+    settings = deps.settings
+    entries = list({canonical_url(e.url): e for e in reversed(entries)}.values())[::-1]
     with deps.sessions() as session:
         known = repo.known_titles(session, [canonical_url(e.url) for e in entries])
     # New URLs, and stored ones whose headline the feed has since changed (an edited article), compared as stored.
@@ -187,18 +199,19 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
 
     def read(entry: FeedEntry) -> Candidate:
         return read_article(
-            entry, feed_id=feed_id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings
+            entry, feed_id=state.id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings
         )
 
     candidates = deps.page_pool.map(read, fresh, url=lambda e: e.url) if deps.page_pool else [read(e) for e in fresh]
     outcome = FeedOutcome(feed=state.name, ok=True, page_errors=[c.page_error for c in candidates if c.page_error])
     return FeedPoll(
-        feed_id,
+        state.id,
         outcome,
         candidates,
         feed_state=feed_state,
         page_failures=[(c.original_url, c.page_error) for c in candidates if c.page_error],
         hints=hints,
+        pushed=pushed,
     )
 
 
@@ -238,7 +251,8 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
                         _refresh_story(session, deps, updated, items[index].verdicts, now)
                 polling.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
-                _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
+                if not poll.pushed:
+                    _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
         except Exception:
             load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
             raise

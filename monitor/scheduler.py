@@ -19,6 +19,7 @@ from monitor.deps import Deps
 from monitor.domain import FeedOutcome
 from monitor.spike_watch import detect_spikes
 from monitor.pipeline import poll_feed
+from monitor.push import Upkeep, drain_pushes, upkeep
 
 from monitor.store import polling
 log = logging.getLogger(__name__)
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 MAX_JITTER = 300.0
 DISPATCH_INTERVAL = 5.0  # seconds between two looks for due feeds in distributed mode
 SUMMARY_EVERY = 3600.0
+PUSH_DRAIN_INTERVAL = 2.0  # seconds between two looks for pushed bodies: a push is read within seconds
+PUSH_UPKEEP_INTERVAL = 60.0  # seconds between two rounds of subscriptions, renewals and poll pacing
 
 
 def most_failed(outcomes: list[FeedOutcome]) -> str | None:
@@ -135,6 +138,22 @@ def spikes_and_deliver(sender: Sender) -> None:
     deliver(sender)
 
 
+def read_pushes(deps: Deps) -> None:
+    """Read what hubs pushed; the job must survive anything one body does."""
+    try:
+        drain_pushes(deps)
+    except Exception:
+        log.exception("reading pushed bodies crashed; tried again in %.0fs", PUSH_DRAIN_INTERVAL)
+
+
+def keep_push_up(push: Upkeep) -> None:
+    """Subscribe, renew and pace polls; the job must survive a hub or a store that is down for a while."""
+    try:
+        upkeep(push)
+    except Exception:
+        log.exception("the push upkeep crashed; tried again in %.0fs", PUSH_UPKEEP_INTERVAL)
+
+
 def plan_and_deliver_digest(sender: Sender) -> None:
     """The daily digest job: plan today's digests (once per day, whatever restarts happen), then send them."""
     try:
@@ -152,12 +171,14 @@ def build_scheduler(
     sender: Sender | None = None,
     delivery_interval: float = 15.0,
     tally: PollTally | None = None,
+    push: Upkeep | None = None,
 ) -> BackgroundScheduler:
     """One job per feed, run when its row says it is due (each poll sets the next); a feed never runs twice at once;
     missed runs coalesce. The trigger's own interval (the feed's current one) is only the fallback.
 
     With a sender: a job that empties the outbox every few seconds, one that looks for coverage spikes, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
+    With push (MONITOR_PUBLIC_URL set): the WebSub upkeep every minute, and pushed bodies read every few seconds.
     """
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(workers)},
@@ -181,7 +202,18 @@ def build_scheduler(
         scheduler.add_job(tally.summarise, IntervalTrigger(seconds=SUMMARY_EVERY, timezone="UTC"), id="summary", name="poll summary")
     if sender is not None:
         _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
+    if push is not None:
+        _add_push_upkeep(scheduler, push, now=now)
+        scheduler.add_job(
+            read_pushes, IntervalTrigger(seconds=PUSH_DRAIN_INTERVAL, timezone="UTC"), args=(deps,), id="pushes", name="read pushed bodies"
+        )
     return scheduler
+
+
+def _add_push_upkeep(scheduler: BackgroundScheduler, push: Upkeep, *, now: datetime) -> None:
+    scheduler.add_job(
+        keep_push_up, IntervalTrigger(seconds=PUSH_UPKEEP_INTERVAL, timezone="UTC"), args=(push,), id="push", name="WebSub upkeep", next_run_time=now
+    )
 
 
 def _add_sender_jobs(scheduler: BackgroundScheduler, sender: Sender, *, delivery_interval: float, now: datetime) -> None:
@@ -212,10 +244,16 @@ def dispatch(enqueue: Callable[[], int]) -> None:
 
 
 def build_dispatcher(
-    enqueue: Callable[[], int], *, now: datetime, sender: Sender | None = None, delivery_interval: float = 15.0
+    enqueue: Callable[[], int],
+    *,
+    now: datetime,
+    sender: Sender | None = None,
+    delivery_interval: float = 15.0,
+    push: Upkeep | None = None,
 ) -> BackgroundScheduler:
-    """Distributed mode's scheduler: every few seconds the due feeds are leased and their polls enqueued for the
-    workers; it loads no model and polls nothing itself. With a sender: the outbox and digest jobs, as in one process."""
+    """Distributed mode's scheduler: every few seconds the due feeds (and those with pushed bodies) are leased and
+    their work enqueued for the workers; it loads no model and polls nothing itself. With a sender: the outbox and
+    digest jobs, as in one process. With push: the WebSub upkeep (it needs HTTP, not the model)."""
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(2)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -226,6 +264,8 @@ def build_dispatcher(
     )
     if sender is not None:
         _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
+    if push is not None:
+        _add_push_upkeep(scheduler, push, now=now)
     return scheduler
 
 

@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,11 +25,13 @@ from monitor.deps import Deps
 from monitor.domain import POLL_QUEUE
 from monitor.metrics import broker_queue_depth
 from monitor.pipeline import poll_feed, record_crash
-from monitor.store import leases
+from monitor.push import drain_pushes
+from monitor.store import leases, websub
 
 log = logging.getLogger(__name__)
 
 POLL = "monitor.poll"
+PUSHES = "monitor.pushes"  # read a feed's pushed bodies
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -52,43 +55,70 @@ def worker_name() -> str:
     return f"monitor-{os.getpid()}@{socket.gethostname()}"
 
 
-def run_leased_poll(feed_id: int, token: str, deps: Deps) -> None:
-    """Poll a feed if the lease token is still its own: the lease becomes this run's, then is released."""
+def run_leased(feed_id: int, token: str, deps: Deps, work: Callable[[], object]) -> None:
+    """Do a feed's work if the lease token is still its own: the lease becomes this run's, then is released."""
     run = f"{token}/{worker_name()}"[:100]
     with deps.sessions.begin() as session:
         taken = leases.take_lease(session, feed_id, token=token, run=run, now=deps.clock(), seconds=deps.settings.poll_lease)
     if not taken:
-        log.info("feed %s: lease %s is no longer current (polled already, or handed on): skipped", feed_id, token)
+        log.info("feed %s: lease %s is no longer current (done already, or handed on): skipped", feed_id, token)
         return
     try:
-        try:
-            outcome = poll_feed(feed_id, deps)
-        except Exception as exc:  # recorded in the feed's row with its backoff, as in one process; the task is done
-            outcome = record_crash(feed_id, deps, exc)
-        log.info("feed %s: %s, %d new, %d relevant", outcome.feed, "ok" if outcome.ok else outcome.error, outcome.new_articles, outcome.relevant)
+        work()
     finally:
         with deps.sessions.begin() as session:
             leases.release_lease(session, feed_id, run=run)
 
 
+def run_leased_poll(feed_id: int, token: str, deps: Deps) -> None:
+    """Poll a feed under its lease."""
+
+    def poll() -> None:
+        try:
+            outcome = poll_feed(feed_id, deps)
+        except Exception as exc:  # recorded in the feed's row with its backoff, as in one process; the task is done
+            outcome = record_crash(feed_id, deps, exc)
+        log.info("feed %s: %s, %d new, %d relevant", outcome.feed, "ok" if outcome.ok else outcome.error, outcome.new_articles, outcome.relevant)
+
+    run_leased(feed_id, token, deps, poll)
+
+
 def register_poll(app: Celery, deps: Deps) -> None:
-    """The worker's task, bound to the dependencies its process built once (model, indexes, HTTP client)."""
+    """The worker's tasks, bound to the dependencies its process built once (model, indexes, HTTP client)."""
 
     @app.task(name=POLL)
     def poll(feed_id: int, token: str) -> None:
         run_leased_poll(feed_id, token, deps)
 
+    @app.task(name=PUSHES)
+    def pushes(feed_id: int, token: str) -> None:
+        run_leased(feed_id, token, deps, lambda: drain_pushes(deps, feed_id=feed_id))
+
+
+def _lease_and_enqueue(
+    app: Celery, sessions: sessionmaker[Session], task: str, lease: Callable[[Session, str], list[int]], *, what: str
+) -> int:
+    """Lease feeds with a fresh token and enqueue the task for each, with the token: how many were enqueued."""
+    token = uuid.uuid4().hex
+    with sessions.begin() as session:
+        feed_ids = lease(session, token)
+    for feed_id in feed_ids:
+        app.send_task(task, args=(feed_id, token), queue=POLL_QUEUE)
+    if feed_ids:
+        log.info("enqueued %d %s", len(feed_ids), what)
+    return len(feed_ids)
+
 
 def enqueue_due(app: Celery, sessions: sessionmaker[Session], *, now: datetime, lease_seconds: float) -> int:
     """Lease every due feed that no poll holds (an expired lease counts as free) and enqueue its poll."""
-    token = uuid.uuid4().hex
-    with sessions.begin() as session:
-        feed_ids = leases.lease_due_feeds(session, now=now, seconds=lease_seconds, token=token)
-    for feed_id in feed_ids:
-        app.send_task(POLL, args=(feed_id, token), queue=POLL_QUEUE)
-    if feed_ids:
-        log.info("enqueued %d polls", len(feed_ids))
-    return len(feed_ids)
+    lease = lambda session, token: leases.lease_due_feeds(session, now=now, seconds=lease_seconds, token=token)
+    return _lease_and_enqueue(app, sessions, POLL, lease, what="polls")
+
+
+def enqueue_pushed(app: Celery, sessions: sessionmaker[Session], *, now: datetime, lease_seconds: float) -> int:
+    """Lease every feed with pushed bodies to read (and no poll or read in hand) and enqueue their reading."""
+    lease = lambda session, token: websub.lease_pushed_feeds(session, now=now, seconds=lease_seconds, token=token)
+    return _lease_and_enqueue(app, sessions, PUSHES, lease, what="readings of pushed bodies")
 
 
 @dataclass(frozen=True)

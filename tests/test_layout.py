@@ -6,7 +6,7 @@ Layers, bottom up; a module may import its own layer, the shared modules, and wh
 - config: Settings from the environment, and feeds.yaml read into domain's specs. Nothing else.
 - stages: feeds, fetch (with hostpool, its per-host pool), extract, embed (with embed_onnx, its ONNX backend),
   classify (with tags and the phrase language it reads: phrases, event, segment), dedup, cadence (a feed's next
-  interval), spikes (the rule that finds a coverage spike). A stage may import config
+  interval), spikes (the rule that finds a coverage spike), websub (the push protocol's rules). A stage may import config
   (for Settings); never another stage, the store, notify, web or evaluation.
 - store (monitor/store/, its migrations aside): nothing else; never a stage, notify, web or config.
 - notify (monitor/notify/): nothing else; never the store or a stage.
@@ -14,7 +14,8 @@ Layers, bottom up; a module may import its own layer, the shared modules, and wh
   one writer the command line's export shares with the archive); never a stage, notify or the pipeline.
 - pipeline: pipeline (one feed, every stage in order), deps (what a poll needs), passes (many feeds), placement
   (the story indexes and the store's lock), delivery (the outbox's deliveries through the channels), spike_watch
-  (spikes found in the store's counts, owed and sent) and rescore (the store scored again): the one
+  (spikes found in the store's counts, owed and sent), rescore (the store scored again) and push (WebSub
+  subscriptions kept up, pushed bodies read): the one
   place, the command line aside, that imports stages, store and notify; scheduler, tasks and metrics sit above it.
 - evaluation (evaluate, topic_eval, story_eval, and training: `monitor train`'s refit, cross-validated before and
   after) may import stages; no production module imports evaluation.
@@ -46,8 +47,9 @@ STAGES = {  # each stage with the modules that are its parts
     "dedup": {"dedup"},
     "cadence": {"cadence"},
     "spikes": {"spikes"},
+    "websub": {"websub"},
 }
-PIPELINE = {"pipeline", "deps", "passes", "placement", "delivery", "spike_watch", "rescore"}
+PIPELINE = {"pipeline", "deps", "passes", "placement", "delivery", "spike_watch", "rescore", "push"}
 ABOVE_PIPELINE = {"scheduler", "tasks", "metrics"}
 OUTPUTS = {"export"}
 EVALUATION = {"evaluate", "topic_eval", "story_eval", "training"}

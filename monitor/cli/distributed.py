@@ -12,11 +12,13 @@ from rich.console import Console
 from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
 from monitor.delivery import Sender
 from monitor.deps import utcnow
+from monitor.fetch import Fetcher, build_client
 from monitor.domain import POLL_QUEUE
 from monitor.hostpool import HostPool
+from monitor.push import Upkeep
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
-from monitor.tasks import enqueue_due, make_celery, queue_state, register_poll, worker_name
+from monitor.tasks import enqueue_due, enqueue_pushed, make_celery, queue_state, register_poll, worker_name
 
 
 def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
@@ -25,13 +27,18 @@ def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
     celery = make_celery(settings)
 
     def enqueue() -> int:
-        return enqueue_due(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        polls = enqueue_due(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        if settings.public_url:
+            polls += enqueue_pushed(celery, app_.sessions, now=utcnow(), lease_seconds=settings.poll_lease)
+        return polls
 
     if sender.mail is not None:
         sender.plan_if_missed()
     log.info("distributed mode: polls go to queue %s for `monitor worker`s", POLL_QUEUE)
-    scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval)
-    serve_forever(scheduler, stop)
+    with build_client(settings) as client:
+        push = Upkeep(settings, app_.sessions, Fetcher.from_settings(client, settings), utcnow) if settings.public_url else None
+        scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval, push=push)
+        serve_forever(scheduler, stop)
 
 
 @app.command()

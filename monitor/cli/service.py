@@ -20,13 +20,15 @@ from monitor.cli.distributed import print_queue_state, schedule_forever
 from monitor.config import LOOPBACK_NETWORKS, Settings
 from monitor.delivery import Report, digest_day
 from monitor.deps import Deps, utcnow
-from monitor.domain import FeedOutcome
+from monitor.domain import ACTIVE, PENDING, FeedOutcome, Subscription
 from monitor.specs import FeedSpec, span
 from monitor.notify.digest import to_email
 from monitor.passes import run_pass
+from monitor.push import Upkeep
+from monitor.websub import push_healthy
 from monitor.spike_watch import detect_spikes, sentence as spike_sentence
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
-from monitor.store import outbox
+from monitor.store import outbox, websub
 from monitor.store import polling
 from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store.views import export_rows
@@ -94,6 +96,8 @@ def _startup_summary(app_: App, feeds: list[polling.FeedStatus], *, service: boo
     else:
         log.info("archive: `monitor serve`, then open http://127.0.0.1:8000/")
         log.info("archive links are off: set outputs.archive_url in %s so alerts and digests link each story into the archive", settings.config)
+    if settings.public_url:
+        log.info("push: feeds that advertise a WebSub hub are subscribed; hubs call back at %s/websub/…", settings.public_url)
     if service:
         now = utcnow()
         waiting = sorted(f.next_due_at for f in feeds if f.next_due_at and f.next_due_at > now)
@@ -145,8 +149,9 @@ def run(
     with pipeline_deps(app_, sender=sender) as deps:
         if sender.mail is not None:
             sender.plan_if_missed()
+        push = Upkeep(app_.settings, app_.sessions, deps.fetcher, utcnow) if app_.settings.public_url else None
         scheduler = build_scheduler(
-            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally
+            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally, push=push
         )
         serve_forever(scheduler, stop, tally)
 
@@ -207,8 +212,10 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
     with app_.sessions() as session:
         feeds = polling.feeds_overview(session)
         counts = polling.article_counts(session)
+        subscriptions = websub.subscriptions(session)
+        backlog = websub.push_backlog(session)
     table = Table(title="feeds")
-    for column in ("feed", "active", "articles", "last success", "errors", "last error", "interval", "why", "next due"):
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "interval", "why", "next due", "push"):
         table.add_column(column)
     for feed in feeds:
         interval = feed.poll_interval or feed.interval_seconds
@@ -222,12 +229,30 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
             span(interval),
             feed.poll_reason or "configured; chosen at the first poll",
             format_when(feed.next_due_at) if feed.active else "-",
+            _push_state(feed, subscriptions.get(feed.id), backlog.get(feed.id), public_url=app_.settings.public_url),
         )
     console = Console(width=200)
     console.print(table)
     if app_.settings.broker_url:
         print_queue_state(app_, console)
     _outbox_status(app_, console)
+
+
+def _push_state(feed: polling.FeedStatus, sub: Subscription | None, backlog: tuple[int, str | None] | None, *, public_url: str) -> str:
+    """A feed's WebSub push in a few words: whether it is subscribed, its lease, the last push, what waits."""
+    if sub is None:
+        state = "-" if not feed.hub_url else "hub found; set MONITOR_PUBLIC_URL to use it" if not public_url else "hub found, subscribing"
+    elif sub.state == ACTIVE:
+        state = f"active to {format_when(sub.lease_expires_at)}, last push {format_when(sub.last_push_at)}"
+        healthy = push_healthy(sub, interval=feed.poll_interval or feed.interval_seconds, now=utcnow())
+        state += "; healthy, polls are a safety net" if healthy else "; quiet, polled at its interval"
+    elif sub.state == PENDING:
+        state = f"pending: asked {format_when(sub.requested_at)}"
+    else:
+        state = sub.state + (f": {sub.last_error[:60]}" if sub.last_error else "")
+    if backlog:
+        state += f"; {backlog[0]} pushed {'body' if backlog[0] == 1 else 'bodies'} waiting" + (f" ({backlog[1][:60]})" if backlog[1] else "")
+    return state
 
 
 def _outbox_status(app_: App, console: Console) -> None:

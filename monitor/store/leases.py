@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, text, update
+from sqlalchemy import ColumnElement, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Feed
@@ -39,14 +39,21 @@ def _free(now: datetime):
 def lease_due_feeds(
     session: Session, *, now: datetime, seconds: float, token: str, limit: int = 500
 ) -> list[int]:
-    """Lease the active feeds that are due and not leased (or whose lease expired): their ids.
+    """Lease the active feeds that are due and not leased (or whose lease expired): their ids."""
+    return lease_feeds(session, or_(Feed.next_due_at.is_(None), Feed.next_due_at <= now), now=now, seconds=seconds, token=token, limit=limit)
+
+
+def lease_feeds(
+    session: Session, wanted: ColumnElement[bool], *, now: datetime, seconds: float, token: str, limit: int = 500
+) -> list[int]:
+    """Lease the active feeds that match `wanted` and are not leased (or whose lease expired): their ids.
 
     One UPDATE … RETURNING, so two schedulers never lease one feed; PostgreSQL's SKIP LOCKED lets the
     second pass over rows the first is leasing. The token (fresh per call) goes with each feed's task.
     """
     due = (
         select(Feed.id)
-        .where(Feed.active, or_(Feed.next_due_at.is_(None), Feed.next_due_at <= now), _free(now))
+        .where(Feed.active, wanted, _free(now))
         .order_by(Feed.next_due_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -73,6 +73,8 @@ class Feed(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a poll is enqueued or running until then
     leased_by: Mapped[str | None] = mapped_column(String(100))  # the lease's token: the task that may poll
+    hub_url: Mapped[str | None] = mapped_column(Text)  # the WebSub hub the feed advertises, as last read
+    topic_url: Mapped[str | None] = mapped_column(Text)  # its rel="self": the topic to subscribe to at the hub
 
 
 class Story(Base):
@@ -260,3 +262,43 @@ class Label(Base):
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when `monitor train` took it into the training set
+
+
+class PushSubscription(Base):
+    """A feed's WebSub subscription at its hub: the secret pushes are signed with, the lease, and how push is going.
+
+    The id is random and unguessable: it names the callback (/websub/{id}) that the hub calls.
+    """
+
+    __tablename__ = "push_subscriptions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), unique=True)
+    hub_url: Mapped[str] = mapped_column(Text)
+    topic_url: Mapped[str] = mapped_column(Text)
+    secret: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending, active, failed or unsubscribing
+    requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the last (re)subscription asked of the hub
+    verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the hub's last verification of intent
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_push_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # failed requests in a row
+    next_try_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a failed subscription is asked again then
+    last_error: Mapped[str | None] = mapped_column(Text)
+    deferred_due: Mapped[datetime | None] = mapped_column(UTCDateTime)  # the feed's next poll as push put it off
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Push(Base):
+    """A feed body a hub pushed, signature checked, waiting to be read as that feed's bytes; deleted once read."""
+
+    __tablename__ = "pushes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    feed_id: Mapped[int] = mapped_column(ForeignKey("feeds.id", ondelete="CASCADE"), index=True)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    content_type: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_try_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -58,6 +58,7 @@ class FeedStatus:
     error_count: int
     poll_interval: int | None = None  # chosen at the last poll (adaptive polling); None before the first
     poll_reason: str | None = None  # why, in words: "12 items/day → 30 min"
+    hub_url: str | None = None  # the WebSub hub the feed names, if any
 
 
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:

@@ -26,7 +26,8 @@ from monitor.config import Settings
 from monitor.domain import Embedder
 from monitor.specs import Config
 from monitor.store.search import VectorIndex
-from monitor.web import api, health, pages
+from monitor.domain import WEBSUB_PATH
+from monitor.web import api, health, pages, websub
 from monitor.web.data import Archive
 from monitor.web.present import install_filters
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 TOKEN_COOKIE = "monitor_token"
-MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json", *health.OPEN_PATHS)  # answered in JSON (errors too), never redirected
+MACHINE_PATHS = ("/api/", "/feed.atom", "/openapi.json", WEBSUB_PATH, *health.OPEN_PATHS)  # answered in JSON (errors too), never redirected
 SECRET_PARAMETERS = {"token"}
 QUERY_PARAMETER = re.compile(r"([?&])([^=&#\s\"]*)=([^&#\s\"]*)")
 # The pages load only their own CSS and script: no inline code, nothing from elsewhere, never in a frame.
@@ -92,9 +93,9 @@ def create_app(
     settings: Settings,
     vectors: VectorIndex | None = None,
     metrics: CollectorRegistry | None = None,
-    clock: Callable[[], datetime] | None = None,
+    clock: Callable[[], datetime] = websub.utcnow,
 ) -> FastAPI:
-    """The archive; /metrics serves the given registry (see monitor.metrics.store_registry); clock times readers' labels."""
+    """The archive; /metrics serves the given registry (see monitor.metrics.store_registry); the clock dates readers' labels and what hubs send."""
     app = FastAPIOffline(  # /docs from files a package installs, not a CDN: it works without internet
         static_url="/static/docs",
         redoc_url=None,  # ReDoc would still fetch its logo from its CDN
@@ -111,6 +112,7 @@ def create_app(
     if clock is not None:
         app.state.archive.clock = clock
     app.state.metrics = metrics
+    app.state.clock = clock
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     install_filters(environment, config)
     app.state.templates = Jinja2Templates(env=environment)
@@ -118,6 +120,7 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(health.router)
+    app.include_router(websub.router)
     _install_token_check(app, settings.api_token)
     _install_cross_site_check(app)
     _install_security_headers(app)
@@ -153,13 +156,14 @@ def _given_token(request: Request) -> tuple[str, str]:
 
 
 def _install_token_check(app: FastAPI, token: str) -> None:
-    """With a token set, every path but /static and the health and metrics paths needs it; a browser that brings it once in ?token= keeps it in a cookie."""
+    """With a token set, every path but /static, the health and metrics paths and the WebSub callback (hubs cannot send
+    it; each push is signed instead) needs it; a browser that brings it once in ?token= keeps it in a cookie."""
     if not token:
         return
 
     @app.middleware("http")
     async def require_token(request: Request, call_next):
-        if request.url.path.startswith("/static/") or request.url.path in health.OPEN_PATHS:
+        if request.url.path.startswith(("/static/", WEBSUB_PATH)) or request.url.path in health.OPEN_PATHS:
             return await call_next(request)
         given, how = _given_token(request)
         if not (given and hmac.compare_digest(given.encode(), token.encode())):

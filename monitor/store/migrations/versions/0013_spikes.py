@@ -1,7 +1,7 @@
 """coverage spikes: the days a topic, vendor or country drew far more stories than usual, and their outbox
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 Create Date: 2026-11-29 07:40:00
 """
 
@@ -11,7 +11,7 @@ import monitor.store.models
 
 
 revision = '0013'
-down_revision = '0011'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 
