@@ -120,7 +120,9 @@ def world(sessions, settings, embedder, config) -> Iterator[World]:
     archive_settings = settings.model_copy(update={"api_token": TOKEN})  # hubs cannot send it: the callback needs none
     app = create_app(sessions=sessions, embedder=embedder, config=config, settings=archive_settings, clock=clock)
     with Hub(max_lease=LEASE) as hub, LocalSite() as site, serving(app) as archive_url, build_client(settings) as client:
-        settings = settings.model_copy(update={"public_url": archive_url})
+        # the feed keeps its configured interval (adaptive polling would stretch a one-item feed to a day): push's pacing
+        # of polls is what these tests watch
+        settings = settings.model_copy(update={"public_url": archive_url, "poll_adaptive": False})
         feed_url = site.url("/feed.xml")
         for article in articles:
             site.routes[f"/news/{article.slug}.html"] = Reply(200, render_page(article, url=site.url(f"/news/{article.slug}.html"), related=[]), HTML)
