@@ -27,7 +27,9 @@ from monitor.config import FeedSpec, Settings, load_config
 from monitor.dedup import Deduper
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, Timings, collect_feed, run_pass, utcnow
+from monitor.hostpool import HostPool
+from monitor.passes import run_pass
+from monitor.pipeline import Deps, Timings, collect_feed, utcnow
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed
@@ -135,11 +137,14 @@ def fetch_rate(urls: list[str], threads: int, settings: Settings, sessions) -> f
     with sessions.begin() as session:
         repo.sync_feeds(session, [FeedSpec(name=f"fetch {threads} {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
         feed_ids = [f.id for f in repo.feeds_overview(session) if f.name.startswith(f"fetch {threads} ")]
-    with build_client(settings) as client, ThreadPoolExecutor(threads) as polls, ThreadPoolExecutor(threads * settings.fetch_workers // CONCURRENCY) as pages:
-        deps = Deps(settings, sessions, Fetcher.from_settings(client, settings), embedder=None, scorers=[], page_pool=pages)
-        start = time.perf_counter()
-        fetched = sum(len(poll.candidates) for poll in polls.map(lambda feed_id: collect_feed(feed_id, deps), feed_ids))
-        return fetched / (time.perf_counter() - start)
+    with build_client(settings) as client, ThreadPoolExecutor(threads) as polls:
+        fetcher = Fetcher.from_settings(client, settings)
+        with HostPool(fetcher, threads * settings.fetch_workers // CONCURRENCY) as pages:
+            deps = Deps(settings, sessions, fetcher, embedder=None, scorers=[], page_pool=pages)
+            start = time.perf_counter()
+            collected = polls.map(lambda feed_id: collect_feed(feed_id, deps), feed_ids)
+            fetched = sum(len([read.result() for read in poll.reads]) for poll in collected)
+            return fetched / (time.perf_counter() - start)
 
 
 def placement_cost(urls: list[str], settings: Settings, embedder, scorers) -> dict:

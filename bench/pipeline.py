@@ -18,7 +18,8 @@ from monitor.demo.server import LocalSite
 from monitor.demo.site import site_routes
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, Timings, run_pass, utcnow
+from monitor.passes import run_pass
+from monitor.pipeline import Deps, Timings, utcnow
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 

@@ -7,7 +7,8 @@ from monitor.config import Config, FeedSpec, Settings
 from monitor.demo.server import LocalSite
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, run_pass
+from monitor.passes import run_pass
+from monitor.pipeline import Deps
 from monitor.store import repository as repo
 
 from .conftest import NOW, Clock

@@ -18,7 +18,8 @@ from monitor.config import FeedSpec
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
 from monitor.fetch import Fetcher, build_client
-from monitor.pipeline import Deps, backoff_delay, run_pass, store_failure
+from monitor.passes import run_pass
+from monitor.pipeline import Deps, backoff_delay, store_failure
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, FetchFailure

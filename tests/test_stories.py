@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from monitor.config import FeedSpec
 from monitor.dedup import Deduper, Incoming, content_hash, signature
 from monitor.demo.server import LocalSite, Reply
-from monitor.pipeline import run_pass
+from monitor.passes import run_pass
 from monitor.placement import load_deduper
 from monitor.store import repository as repo
 from monitor.store.models import Article, Feed, Story, StoryTopic

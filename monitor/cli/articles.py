@@ -12,7 +12,8 @@ import typer
 from monitor.classify import Document, read_labelled
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
-from monitor.pipeline import rescore_all, utcnow
+from monitor.passes import rescore_all
+from monitor.pipeline import utcnow
 from monitor.store import repository as repo
 from monitor.cli.common import (
     app,

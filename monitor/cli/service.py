@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime
 from ipaddress import ip_network
 from pathlib import Path
@@ -17,9 +18,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
 from monitor.domain import FeedOutcome
+from monitor.hostpool import HostPool
 from monitor.notify.digest import to_email
 from monitor.notify.outbox import Report, digest_day
-from monitor.pipeline import Deps, run_pass, utcnow
+from monitor.passes import run_pass
+from monitor.pipeline import Deps, utcnow
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
 from monitor.store.db import make_engine, schema_problem, upgrade
@@ -136,12 +139,15 @@ def run(
         schedule_forever(app_, sender, stop)
         return
     tally = PollTally(len(feeds))
-    with pipeline_deps(app_, sender=sender) as deps:
+    wake = threading.Event()  # set after each commit that owed an alert: the sender looks at once, not at its interval
+    workers = app_.settings.fetch_workers
+    with pipeline_deps(app_, sender=sender, wake=wake.set) as deps, HostPool(deps.fetcher, workers) as pages:
         if sender.mail is not None:
             sender.plan_if_missed()
         scheduler = build_scheduler(
-            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally
-        )
+            replace(deps, page_pool=pages), feeds, workers=workers, sender=sender,
+            delivery_interval=app_.settings.delivery_interval, tally=tally, wake=wake,
+        )  # fmt: skip
         serve_forever(scheduler, stop, tally)
 
 

@@ -1,0 +1,105 @@
+"""Passes over many items: a poll of many feeds (pages read in threads, each article stored as it comes), a rescore of the store."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy.orm import Session, sessionmaker
+
+from monitor.classify import Document, TopicScorer
+from monitor.domain import FeedOutcome
+from monitor.embed import Embedder, from_bytes
+from monitor.hostpool import HostPool
+from monitor.pipeline import Deps, FeedPoll, collect_feed, finish_feed, record_crash, store_articles
+from monitor.store import repository as repo
+
+# Feeds in hand at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
+# stay busy only when several outlets have pages waiting.
+FEEDS_PER_PAGE_THREAD = 4
+
+
+def run_pass(
+    feed_ids: list[int],
+    deps: Deps,
+    *,
+    on_done: Callable[[FeedOutcome], None] | None = None,
+    stop: threading.Event | None = None,
+) -> list[FeedOutcome]:
+    """Poll feeds once: feeds and pages are read in threads while the calling thread embeds and stores each article
+    as soon as it (and those before it in its feed) is read, so the model never waits and no article waits for its
+    feed's last page."""
+    outcomes: list[FeedOutcome] = []
+    stop = stop or threading.Event()
+    workers = deps.settings.fetch_workers
+    in_flight = workers * FEEDS_PER_PAGE_THREAD
+
+    def done(outcome: FeedOutcome) -> None:
+        outcomes.append(outcome)
+        if deps.on_outcome:
+            deps.on_outcome(outcome)
+        if on_done:
+            on_done(outcome)
+
+    with ThreadPoolExecutor(in_flight, thread_name_prefix="feed") as feed_pool, HostPool(deps.fetcher, workers) as page_pool:
+        deps = replace(deps, page_pool=page_pool)
+        collecting: dict[Future, int] = {}
+        reading: dict[int, FeedPoll] = {}
+        queue = list(feed_ids)
+        while queue or collecting or reading:
+            while queue and len(collecting) + len(reading) < in_flight and not stop.is_set():
+                feed_id = queue.pop(0)
+                collecting[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
+            if stop.is_set():
+                queue.clear()
+            waiting = [*collecting, *(poll.reads[0] for poll in reading.values() if poll.reads)]
+            if waiting:
+                wait(waiting, return_when=FIRST_COMPLETED)
+            for future in [future for future in collecting if future.done()]:
+                feed_id = collecting.pop(future)
+                try:
+                    reading[feed_id] = future.result()
+                except Exception as exc:  # one feed's crash must not end the pass for the others
+                    done(record_crash(feed_id, deps, exc))
+            for feed_id, poll in list(reading.items()):
+                try:
+                    store_articles(poll, poll.ready(), deps)
+                    if poll.reads:
+                        continue
+                    outcome = finish_feed(poll, deps)
+                except Exception as exc:
+                    outcome = record_crash(feed_id, deps, exc, poll)
+                del reading[feed_id]
+                done(outcome)
+    return outcomes
+
+
+def rescore_all(
+    sessions: sessionmaker[Session], scorers: list[TopicScorer], embedder: Embedder, *, now: datetime, batch: int = 256
+) -> dict[str, tuple[int, int]]:
+    """Score stored articles again from their stored text and vectors: (articles, relevant) per topic."""
+    counts = {scorer.spec.name: [0, 0] for scorer in scorers}
+    after = 0
+    while True:
+        with sessions() as session:
+            rows = repo.articles_after(session, after, limit=batch)
+        if not rows:
+            break
+        documents = [Document(row.title, row.text) for row in rows]
+        missing = [i for i, row in enumerate(rows) if row.embedding is None]
+        vectors = [from_bytes(row.embedding) if row.embedding is not None else None for row in rows]
+        for i, vector in zip(missing, embedder.embed([documents[i].for_embedding for i in missing])):
+            vectors[i] = vector
+        matrix = np.vstack(vectors)
+        with sessions.begin() as session:
+            for scorer in scorers:
+                for row, verdict in zip(rows, scorer.score(documents, matrix)):
+                    repo.save_verdicts(session, row.id, [verdict], now=now)
+                    counts[scorer.spec.name][0] += 1
+                    counts[scorer.spec.name][1] += verdict.relevant
+        after = rows[-1].id
+    return {name: (total, relevant) for name, (total, relevant) in counts.items()}
