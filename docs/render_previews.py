@@ -35,7 +35,8 @@ from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
 from monitor.fetch import Fetcher, build_client  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
 from monitor.notify.slack import alert_message, batch_message  # noqa: E402
-from monitor.pipeline import Deps, run_pass  # noqa: E402
+from monitor.passes import run_pass  # noqa: E402
+from monitor.pipeline import Deps  # noqa: E402
 from monitor.store import repository as repo  # noqa: E402
 from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
 from monitor.web.app import create_app  # noqa: E402
