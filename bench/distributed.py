@@ -23,13 +23,14 @@ import redis
 from sqlalchemy import func, select
 
 from monitor.classify import Document, TopicScorer
-from monitor.config import FeedSpec, Settings, load_config
+from monitor.config import Settings, load_config
 from monitor.dedup import Deduper
+from monitor.deps import Deps, Timings, utcnow
+from monitor.domain import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
-from monitor.hostpool import HostPool
 from monitor.passes import run_pass
-from monitor.pipeline import Deps, Timings, collect_feed, utcnow
+from monitor.pipeline import collect_feed
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed

@@ -32,17 +32,18 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from monitor.classify import TopicScorer, read_labelled
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Outputs, Settings, SlackRoute, load_config
+from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.dedup import Deduper, canonical_url
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import HTML, RSS, SiteArticle, render_page, render_rss
-from monitor.domain import FeedOutcome
+from monitor.delivery import Sender, SlackChannel
+from monitor.deps import Deps
+from monitor.domain import FeedOutcome, FeedSpec, Outputs, SlackRoute
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.hostpool import HostPool
-from monitor.notify.outbox import Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
-from monitor.pipeline import Deps, poll_feed
+from monitor.pipeline import poll_feed
 from monitor.scheduler import MAX_JITTER, DeliveryLoop
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
@@ -102,7 +103,7 @@ PUSH: Callable[[Deps, int, bytes], FeedOutcome] | None = None
 
 def modes() -> list[Mode]:
     return [
-        Mode("fixed", fixed_feed),
+        Mode("fixed", fixed_feed, settings={"poll_adaptive": False}),
         Mode(
             "adaptive",
             ADAPTIVE or fixed_feed,

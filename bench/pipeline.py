@@ -13,13 +13,14 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from monitor.classify import Document, TopicScorer
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings, load_config
+from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.demo.server import LocalSite
 from monitor.demo.site import site_routes
+from monitor.deps import Deps, Timings, utcnow
+from monitor.domain import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.pipeline import Deps, Timings, utcnow
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 

@@ -27,16 +27,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import uvicorn  # noqa: E402
 
 from monitor.cli.common import build_scorers  # noqa: E402
-from monitor.config import FeedSpec, Settings, load_config  # noqa: E402
+from monitor.config import LOOPBACK_NETWORKS, Settings, load_config  # noqa: E402
 from monitor.demo.server import LocalSite  # noqa: E402
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes  # noqa: E402
-from monitor.domain import Source, StoryView  # noqa: E402
+from monitor.deps import Deps  # noqa: E402
+from monitor.domain import FeedSpec, Source, StoryView  # noqa: E402
 from monitor.embed import SentenceTransformerEmbedder  # noqa: E402
 from monitor.fetch import Fetcher, build_client  # noqa: E402
+from monitor.labels import spike_sentence  # noqa: E402
 from monitor.notify.digest import build_digest  # noqa: E402
-from monitor.notify.slack import alert_message, batch_message  # noqa: E402
+from monitor.notify.slack import alert_message, batch_message, spike_message  # noqa: E402
 from monitor.passes import run_pass  # noqa: E402
-from monitor.pipeline import Deps  # noqa: E402
 from monitor.store import repository as repo  # noqa: E402
 from monitor.store.db import make_engine, session_factory, upgrade  # noqa: E402
 from monitor.web.app import create_app  # noqa: E402
@@ -157,7 +158,7 @@ def slack_preview(messages: list[tuple[str, list[dict]]]) -> str:
     body = "".join(
         f'<div class="message"><div class="avatar">M</div><div><div><span class="name">monitor</span><span class="app">APP</span>'
         f'<span class="time">{when}</span></div>{"".join(_block_html(block) for block in blocks)}</div></div>'
-        for when, (_, blocks) in zip(["07:12", "07:31"], messages)
+        for when, (_, blocks) in zip(["07:12", "07:31", "07:40"], messages)
     )
     return f'<!DOCTYPE html><html><head><meta charset="utf-8"><style>{SLACK_CSS}</style></head><body><div class="channel"># surveillance-bans</div>{body}</body></html>'
 
@@ -171,7 +172,10 @@ def shoot(page, content: str, path: Path, width: int) -> None:
 
 def demo_archive(folder: Path) -> Settings:
     """The demo site's articles through the real pipeline (the trained topic model included) into a SQLite file in folder."""
-    settings = Settings(database_url=f"sqlite:///{folder / 'monitor.db'}", model_cache=ROOT / "data" / "models", host_delay=0.0)
+    settings = Settings(
+        database_url=f"sqlite:///{folder / 'monitor.db'}", model_cache=ROOT / "data" / "models", host_delay=0.0,
+        allowed_networks=list(LOOPBACK_NETWORKS),  # the sample site is served from this machine, which the address guard refuses otherwise
+    )
     config = load_config(ROOT / "feeds.yaml")
     engine = make_engine(settings.database_url)
     upgrade(engine)
@@ -220,8 +224,10 @@ def shoot_archive(browser, base: str) -> None:
 
 def main() -> None:
     stories = sample_stories()
+    spike = spike_sentence("Hikvision", 9, 1.2, date(2026, 11, 18), date(2026, 11, 19))
     digest = build_digest(
-        stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London", title=TOPIC_TITLE
+        stories, day=date(2026, 11, 19), topic="china-surveillance-bans", now=NOW, archive_url=ARCHIVE, timezone="Europe/London", title=TOPIC_TITLE,
+        spikes=[spike],
     )
     alert = alert_message(stories[1], archive_url=ARCHIVE, topic=TOPIC_TITLE)
     batch = batch_message(stories[2:5], archive_url=ARCHIVE, topic=TOPIC_TITLE, heading="3 new stories")
@@ -230,7 +236,11 @@ def main() -> None:
         page = browser.new_page()
         shoot(page, digest.html, DOCS / "digest.png", 800)
         shoot(page, digest.html, DOCS / "digest-phone.png", 390)
-        shoot(page, slack_preview([alert, batch]), DOCS / "slack.png", 720)
+        wave = spike_message(
+            spike_sentence("Hikvision", 9, 1.2, date(2026, 11, 19), date(2026, 11, 19)), topic=TOPIC_TITLE,
+            archive_link=f"{ARCHIVE}/?vendor=Hikvision&since=2026-11-19&until=2026-11-19",
+        )
+        shoot(page, slack_preview([alert, batch, wave]), DOCS / "slack.png", 720)
         server, base = serve_archive(demo_archive(Path(folder)))
         try:
             shoot_archive(browser, base)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,10 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from pydantic import BaseModel
 
-from monitor.config import TopicSpec
-from monitor.domain import TopicVerdict
-from monitor.embed import Embedder
-from monitor.evaluate import jsonl_records
+from monitor.domain import Embedder, TopicSpec, TopicVerdict
 from monitor.tags import NEGATIVE_FEATURES, POSITIVE_FEATURES, Tagger, Tags
 
 if TYPE_CHECKING:
@@ -30,6 +28,7 @@ REGULARISATION = 1.0
 CALIBRATION_REGULARISATION = 1.0
 FALLBACK_THRESHOLD = 0.5
 LOWEST_THRESHOLD = 0.5
+READER_KIND = "reader_label"  # the kind of a training item that comes from a reader's label
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,20 @@ class Labelled:
     kind: str = ""
 
 
+def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSON Lines file; a bad line raises ValueError naming it."""
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}:{number}: expected a JSON object")
+        yield number, record
+
+
 def read_labelled(path: Path) -> list[Labelled]:
     items = []
     for number, raw in jsonl_records(path):
@@ -75,6 +88,11 @@ def read_labelled(path: Path) -> list[Labelled]:
         except (KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a labelled item (missing or wrong {exc})") from exc
     return items
+
+
+def reader_item(key: str, title: str, text: str, relevant: bool) -> Labelled:
+    """A reader's labelled article as a training item, its kind marking it as the reader's."""
+    return Labelled(id=f"label:{key}", document=Document(title, text), relevant=relevant, vendors=[], countries=[], actions=[], kind=READER_KIND)
 
 
 class TopicModel(BaseModel):
@@ -154,12 +172,12 @@ def _headline(text: str) -> str:
     return " ".join(text.split()[:14])
 
 
-def fingerprint(spec: TopicSpec, training: list[Labelled], model_name: str, featurizer_names: list[str]) -> str:
+def fingerprint(spec: TopicSpec, training: list[Labelled], embedding: str, featurizer_names: list[str]) -> str:
     payload = json.dumps(
         {
             "spec": spec.model_dump(mode="json"),
             "training": [(i.document.title, i.document.text, i.relevant) for i in training],
-            "model": model_name,
+            "model": embedding,
             "features": featurizer_names,
             "version": 2,
         },
@@ -272,20 +290,34 @@ class TopicScorer:
         self._model: TopicModel | None = None
 
     @property
+    def key(self) -> str:
+        """The fingerprint of what the model learns from: the topic, its training items and what embeds them (the model,
+        its backend and how much of a text it reads, since each gives other vectors)."""
+        embedding = getattr(self.embedder, "identity", type(self.embedder).__name__)
+        return fingerprint(self.spec, self.training, embedding, self.featurizer.names)
+
+    @property
     def model(self) -> TopicModel | None:
         """The trained model, loaded from the cache or trained once; None when the topic has no training set."""
         if self._model is None and self.training:
-            key = fingerprint(self.spec, self.training, getattr(self.embedder, "model_name", type(self.embedder).__name__), self.featurizer.names)
-            path = self.cache_dir / f"{self.spec.name}-{key}.json" if self.cache_dir else None
+            path = self.cache_path()
             if path and path.is_file():
                 self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
             else:
-                log.info("training topic %s on %d labelled items", self.spec.name, len(self.training))
-                vectors = self.embedder.embed([item.document.for_embedding for item in self.training])
-                self._model = train_topic(self.spec, self.training, self.featurizer, vectors, key=key)
-                if path:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    path.write_text(self._model.model_dump_json(indent=1), encoding="utf-8")
+                self.fit(self.embedder.embed([item.document.for_embedding for item in self.training]))
+        return self._model
+
+    def cache_path(self) -> Path | None:
+        return self.cache_dir / f"{self.spec.name}-{self.key}.json" if self.cache_dir else None
+
+    def fit(self, vectors: np.ndarray) -> TopicModel:
+        """Train on the training items' vectors (embedded by the caller, who may need them too) and cache the model."""
+        log.info("training topic %s on %d labelled items", self.spec.name, len(self.training))
+        self._model = train_topic(self.spec, self.training, self.featurizer, vectors, key=self.key)
+        path = self.cache_path()
+        if path:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(self._model.model_dump_json(indent=1), encoding="utf-8")
         return self._model
 
     @property

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import string
-import datetime as dt
-from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from monitor.domain import MAX_INTERVAL, MIN_INTERVAL, Config
 
 log = logging.getLogger(__name__)
 
-DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)", re.IGNORECASE)
-DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")  # what the demo and the tests serve from
-MIN_INTERVAL = 60
-MAX_INTERVAL = 30 * 86400
 DAY = 86400.0
 YAML_EXPANSION_BUDGET = 100_000  # nodes a document may hold once its aliases are expanded; the shipped file has ~600
 
@@ -55,6 +48,14 @@ class Settings(BaseSettings):
     fetch_workers: int = Field(8, ge=1, description="Threads fetching feeds and pages.")
     retry_after_wait: float = Field(10.0, ge=0, le=DAY, description="Longest Retry-After waited for in place; longer ones reschedule.")
     max_backoff: float = Field(6 * 3600, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failing feed.")
+    poll_adaptive: bool = Field(
+        True, description="Each feed's interval follows how often it publishes (README, Polling); false: every feed keeps its configured interval."
+    )
+    poll_min_interval: float = Field(300.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Shortest adaptive interval, in seconds, of a feed without its own min_interval.")
+    poll_max_interval: float = Field(
+        86400.0, ge=MIN_INTERVAL, le=MAX_INTERVAL, description="Longest adaptive interval, in seconds, of a feed without its own max_interval; also caps the publisher's hints."
+    )
+    polls_per_item: float = Field(4.0, gt=0, le=100, description="Polls per expected new item: the adaptive interval is a day / the feed's items a day / this.")
     full_refresh: float = Field(
         6 * 3600, ge=0, le=30 * DAY, description="Seconds after which a feed is fetched without conditional headers, to catch servers whose ETag lies."
     )
@@ -85,262 +86,30 @@ class Settings(BaseSettings):
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+    @model_validator(mode="after")
+    def _ordered_bounds(self) -> Settings:
+        if self.poll_min_interval > self.poll_max_interval:
+            raise ValueError("MONITOR_POLL_MIN_INTERVAL is longer than MONITOR_POLL_MAX_INTERVAL")
+        return self
+
     poll_lease: float = Field(600.0, gt=0, description="Seconds a feed stays leased to one poll; a poll not finished by then is handed to another worker.")
     delivery_claim: float = Field(300.0, gt=0, description="Seconds a sender holds an alert or digest it is sending; a sender that died is replaced after it.")
+    spike_interval: float = Field(300.0, gt=0, le=DAY, description="Seconds between two looks for coverage spikes (also after every `monitor poll`).")
+    spike_baseline_days: int = Field(14, ge=2, le=365, description="Days before today whose mean number of new stories a day is the baseline of a spike.")
+    spike_min_stories: int = Field(5, ge=1, description="Fewest new stories in a day that can be a spike.")
+    spike_p_value: float = Field(0.0001, gt=0, lt=1, description="A day is a spike when so many stories would come by chance at the baseline rate less often than this (Poisson upper tail).")
+    spike_rate_floor: float = Field(0.5, gt=0, description="Stories a day the baseline counts as at least, so that a rarely named vendor or country does not spike on a few stories.")
+    spike_min_ratio: float = Field(2.0, ge=1, description="A spike is also at least this many times the baseline rate.")
+
+    def webhook_url(self, variable: str) -> str:
+        """A Slack route's webhook URL from the environment variable it names (MONITOR_SLACK_WEBHOOK_URL also through Settings)."""
+        if variable == "MONITOR_SLACK_WEBHOOK_URL":
+            return self.slack_webhook_url or os.environ.get(variable, "")
+        return os.environ.get(variable, "")
 
     def digest_recipients(self, configured: list[str]) -> list[str]:
         override = [address.strip() for address in self.digest_to.split(",") if address.strip()]
         return override or configured
-
-
-def parse_duration(value: Any) -> int:
-    """Seconds from 30m, 1h30m, 90s, 2d or a bare number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30m, 1h or 900")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        text = str(value).strip().lower()
-        if re.fullmatch(r"\d+(\.\d+)?", text):
-            seconds = float(text)
-        elif text and DURATION_PART.sub("", text).strip() == "":
-            seconds = sum(float(n) * DURATION_UNITS[u.lower()] for n, u in DURATION_PART.findall(text))
-        else:
-            raise ValueError(f"{value!r} is not a duration such as 30m, 1h or 900")
-    if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:  # also refuses .inf and .nan
-        raise ValueError("an interval must be between 1 minute and 30 days")
-    return int(seconds)
-
-
-class FeedSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1)
-    url: str
-    interval: int = 1800
-    language: str | None = None
-    tags: list[str] = Field(default_factory=list)
-
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> int:
-        return parse_duration(value)
-
-
-class TopicSpec(BaseModel):
-    """A watched topic: what it is about and the words that show it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    title: str | None = Field(None, description="What readers see in the digest, Slack and the archive; default: the name in words.")
-    description: str
-    threshold: float | None = Field(None, ge=0, le=1)
-    examples: list[str] = Field(default_factory=list)
-    negative_examples: list[str] = Field(default_factory=list)
-    vendors: dict[str, list[str]] = Field(default_factory=dict)
-    countries: dict[str, list[str]] = Field(default_factory=dict)
-    actions: dict[str, list[str]] = Field(default_factory=dict)
-    subjects: list[str] = Field(default_factory=list)
-    training: list[Path] = Field(default_factory=list)
-
-    @field_validator("training")
-    @classmethod
-    def _files_exist(cls, paths: list[Path]) -> list[Path]:
-        for path in paths:
-            if not path.is_file():
-                raise ValueError(f"training file {path} not found")
-        return paths
-
-
-def _clock_time(value: str) -> time:
-    try:
-        return time.fromisoformat(value.strip())
-    except ValueError:
-        raise ValueError(f"{value!r} is not a time of day such as 07:00") from None
-
-
-def _zone(name: str) -> str:
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{name!r} is not a time zone such as Europe/London or UTC") from None
-    return name
-
-
-SUBJECT_FIELDS = ("count", "stories", "topic", "day", "articles", "countries")
-DEFAULT_SUBJECT = "{stories} on {topic}, {day:%d %b %Y}"
-
-
-def check_subject_template(template: str) -> str:
-    """The template back when str.format can fill it with the digest's fields; else ValueError saying what is wrong.
-
-    Fields: {count} (a number), {stories} ("1 story", "7 stories"), {topic}, {day} (a date: {day:%d %b} works),
-    {articles}, {countries}.
-    """
-    allowed = ", ".join("{" + name + "}" for name in SUBJECT_FIELDS)
-    try:
-        fields = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
-    except ValueError as exc:
-        raise ValueError(f"subject template {template!r}: {exc} (write {{{{ and }}}} for literal braces)") from None
-    for name in fields:
-        if name not in SUBJECT_FIELDS:
-            shown = "{" + name + "}" if name else "{}"
-            raise ValueError(f"subject template {template!r}: unknown field {shown}; use {allowed}")
-    try:
-        template.format(count=7, stories="7 stories", topic="topic", day=dt.date(2026, 1, 1), articles=19, countries=3)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"subject template {template!r}: {exc}") from None
-    return template
-
-
-
-class QuietHours(BaseModel):
-    """A daily window in which alerts are held, then sent as one message when it ends."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start: time
-    end: time
-    timezone: str = "UTC"
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _time(cls, value: Any) -> time:
-        return value if isinstance(value, time) else _clock_time(str(value))
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return _zone(value)
-
-    def release_time(self, now: datetime) -> datetime | None:
-        """When an alert made at `now` may go out: None when now is outside the window."""
-        local = now.astimezone(ZoneInfo(self.timezone))
-        start, end = self.start, self.end
-        clock = local.time().replace(tzinfo=None)
-        inside = start <= clock < end if start < end else (clock >= start or clock < end)
-        if not inside or start == end:
-            return None
-        release = datetime.combine(local.date(), end, tzinfo=local.tzinfo)
-        if release <= local:
-            release += timedelta(days=1)
-        return release.astimezone(now.tzinfo)
-
-
-class SlackRoute(BaseModel):
-    """Where a topic's alerts go: a webhook named by the environment variable that holds its URL."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    webhook: str = Field("MONITOR_SLACK_WEBHOOK_URL", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    name: str = ""
-    topics: list[str] = Field(default_factory=list)  # empty: every topic
-    min_score: float = Field(0.0, ge=0, le=1)
-    quiet_hours: QuietHours | None = None
-
-    @model_validator(mode="after")
-    def _named(self) -> SlackRoute:
-        self.name = self.name or self.webhook
-        return self
-
-    def url(self, settings: Settings) -> str:
-        """The webhook URL from the environment (MONITOR_SLACK_WEBHOOK_URL also through Settings)."""
-        if self.webhook == "MONITOR_SLACK_WEBHOOK_URL":
-            return settings.slack_webhook_url or os.environ.get(self.webhook, "")
-        return os.environ.get(self.webhook, "")
-
-    def wants(self, topic: str, score: float) -> bool:
-        return (not self.topics or topic in self.topics) and score >= self.min_score
-
-
-class DigestSpec(BaseModel):
-    """The daily email: when, to whom, and how its subject reads."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    time: dt.time = Field(default_factory=lambda: dt.time(7, 0))
-    timezone: str = "UTC"
-    recipients: list[str] = Field(default_factory=list)
-    subject: str = DEFAULT_SUBJECT
-    when_empty: Literal["send", "skip"] = "send"
-    topics: list[str] = Field(default_factory=list)  # empty: every topic
-
-    @field_validator("time", mode="before")
-    @classmethod
-    def _time(cls, value: Any) -> dt.time:
-        return value if isinstance(value, dt.time) else _clock_time(str(value))
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, value: str) -> str:
-        return _zone(value)
-
-    @field_validator("subject")
-    @classmethod
-    def _subject(cls, value: str) -> str:
-        return check_subject_template(value)
-
-
-class Outputs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    slack: list[SlackRoute] = Field(default_factory=lambda: [SlackRoute()])
-    digest: DigestSpec = Field(default_factory=DigestSpec)
-    archive_url: str | None = None  # where `monitor serve` is reachable by readers: links in alerts and digests
-
-    @field_validator("archive_url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        if value and not re.match(r"^https?://[^\s/]+", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value.rstrip("/") if value else None
-
-
-class Misplaced(ValueError):
-    """A model-level error that knows the field it is about, so the error names that field's line."""
-
-    def __init__(self, message: str, loc: tuple) -> None:
-        super().__init__(message)
-        self.loc = loc
-
-
-class Config(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    feeds: list[FeedSpec] = Field(default_factory=list)
-    topics: list[TopicSpec] = Field(min_length=1)
-    outputs: Outputs = Field(default_factory=Outputs)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> Config:
-        for kind, names in (("feed", [f.name for f in self.feeds]), ("topic", [t.name for t in self.topics])):
-            seen: dict[str, int] = {}
-            for index, name in enumerate(names):
-                if name in seen:
-                    raise Misplaced(f"two {kind}s are named {name!r} ({kind}s.{seen[name]} and this one)", (f"{kind}s", index, "name"))
-                seen[name] = index
-        known = {topic.name for topic in self.topics}
-        routed = [t for route in self.outputs.slack for t in route.topics] + self.outputs.digest.topics
-        for name in routed:
-            if name not in known:
-                raise ValueError(f"outputs name the topic {name!r}, which is not defined; known: {', '.join(sorted(known))}")
-        return self
-
-    def topic(self, name: str | None) -> TopicSpec:
-        if name is None:
-            return self.topics[0]
-        for topic in self.topics:
-            if topic.name == name:
-                return topic
-        raise KeyError(f"no topic named {name!r}; known: {', '.join(t.name for t in self.topics)}")
 
 
 class ConfigError(Exception):
@@ -412,14 +181,16 @@ def _line_index(node: yaml.Node, path: tuple = (), index: dict | None = None) ->
     return index
 
 
-def _resolve_topic_files(raw: dict, base: Path) -> None:
+def _resolve_topic_files(raw: dict, base: Path) -> list[tuple[tuple, str]]:
     """Replace {file: path} examples by the file's text (a missing one is skipped with a warning);
-    make training paths absolute."""
-    for topic in raw.get("topics") or []:
+    make training paths absolute. Returns (key path, problem) for each training file that is missing."""
+    missing = []
+    for index, topic in enumerate(raw.get("topics") or []):
         if not isinstance(topic, dict):
             continue
         if isinstance(topic.get("training"), list):
             topic["training"] = [str((base / str(p)).resolve()) for p in topic["training"]]
+            missing += [(("topics", index, "training"), f"training file {p} not found") for p in topic["training"] if not Path(p).is_file()]
         for key in ("examples", "negative_examples"):
             items = topic.get(key)
             if not isinstance(items, list):
@@ -435,6 +206,7 @@ def _resolve_topic_files(raw: dict, base: Path) -> None:
                 else:
                     texts.append(item)
             topic[key] = texts
+    return missing
 
 
 def load_config(path: Path | str) -> Config:
@@ -465,14 +237,17 @@ def load_config(path: Path | str) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}:1: expected a mapping with 'feeds' and 'topics'")
     lines = _line_index(node) if node is not None else {}
-    _resolve_topic_files(raw, path.parent)
+    missing = _resolve_topic_files(raw, path.parent)
+    problems = [f"{path}:{lines.get(loc, 1)}: {'.'.join(map(str, loc))}: {problem}" for loc, problem in missing]
     try:
-        return Config.model_validate(raw)
+        config = Config.model_validate(raw)
     except ValidationError as exc:
-        problems = []
         for error in exc.errors():
             loc = tuple(error["loc"]) + getattr(error.get("ctx", {}).get("error"), "loc", ())
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             field = ".".join(str(p) for p in loc) or "(top level)"
             problems.append(f"{path}:{line}: {field}: {error['msg'].removeprefix('Value error, ')}")
         raise ConfigError("\n".join(problems)) from exc
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config

@@ -8,18 +8,15 @@ import threading
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from functools import cache
 from urllib.parse import urldefrag
 
 import numpy as np
 from courlan import normalize_url
 
-if TYPE_CHECKING:
-    from datasketch import LeanMinHash
+from monitor.domain import http_link, unlinked_key
 
 # datasketch is imported where it is used: its package imports SciPy, seconds that commands which never dedup skip.
-
-from monitor.domain import http_link, unlinked_key
 
 WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -51,35 +48,56 @@ def content_hash(text: str) -> str:
 
 SHINGLE_WORDS = 4
 NUM_PERM = 128
+SEED = 1
+SCHEME = "affine32"  # datasketch's permutation scheme (its default since 2.0): 32-bit values
 MIN_COPY_WORDS = 25  # fewer words than this never make a copy: two one-line items are not the same article
+MAX_HASH = float(2**32 - 1)
 
 
 def shingles(words: list[str], size: int = SHINGLE_WORDS) -> set[bytes]:
     return {" ".join(words[i : i + size]).encode("utf-8") for i in range(max(len(words) - size + 1, 0))}
 
 
-def signature(text: str) -> LeanMinHash | None:
-    """The MinHash of a text's word shingles, or None when the text is too short to compare."""
+def signature(text: str) -> np.ndarray | None:
+    """The MinHash of a text's word shingles (NUM_PERM uint32 values), or None when the text is too short to compare."""
     words = normalised_words(text)
     if len(words) < MIN_COPY_WORDS:
         return None
-    from datasketch import LeanMinHash, MinHash
+    from datasketch import MinHash
 
-    minhash = MinHash(num_perm=NUM_PERM, seed=1)
+    minhash = MinHash(num_perm=NUM_PERM, seed=SEED, scheme=SCHEME)
     minhash.update_batch(list(shingles(words)))
-    return LeanMinHash(minhash)
+    return minhash.hashvalues.astype(np.uint32)
 
 
-def signature_to_bytes(value: LeanMinHash) -> bytes:
-    buffer = bytearray(value.bytesize())
-    value.serialize(buffer)
+def signature_to_bytes(value: np.ndarray) -> bytes:
+    """The stored form: datasketch's LeanMinHash serialisation."""
+    from datasketch import LeanMinHash
+
+    lean = LeanMinHash(seed=SEED, hashvalues=value, scheme=SCHEME)
+    buffer = bytearray(lean.bytesize())
+    lean.serialize(buffer)
     return bytes(buffer)
 
 
-def signature_from_bytes(blob: bytes) -> LeanMinHash:
+def signature_from_bytes(blob: bytes) -> np.ndarray:
     from datasketch import LeanMinHash
 
-    return LeanMinHash.deserialize(bytearray(blob))
+    return np.asarray(LeanMinHash.deserialize(blob).hashvalues, dtype=np.uint32)
+
+
+def _hash_key(content_hash: str) -> int:
+    """The content hash's first 64 bits: the copy index keeps these, not the 64-character string."""
+    return int(content_hash[:16], 16)
+
+
+@cache
+def _bands(threshold: float) -> tuple[int, int]:
+    """(bands, rows per band) of MinHash LSH at a Jaccard threshold, as datasketch's MinHashLSH chooses them (28 × 2 at 0.2)."""
+    from datasketch import MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=NUM_PERM)
+    return lsh.b, lsh.r
 
 
 @dataclass(frozen=True)
@@ -88,7 +106,7 @@ class Incoming:
 
     key: object
     content_hash: str
-    signature: LeanMinHash | None
+    signature: np.ndarray | None
     vector: np.ndarray
     when: datetime
     vendors: frozenset[str] = frozenset()
@@ -105,17 +123,6 @@ class Placement:
     story: object | None  # None: a new story
     similarity: float = 0.0
     reason: str = ""
-
-
-@dataclass
-class _Member:
-    key: object
-    story: object
-    vector: np.ndarray
-    when: datetime
-    countries: frozenset[str]
-    vendors: frozenset[str]
-    actions: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -137,28 +144,73 @@ def _acting(countries: frozenset[str]) -> frozenset[str]:
     return countries - {"CN"}
 
 
+Tags = tuple[frozenset[str], frozenset[str], frozenset[str]]  # vendors, countries, actions
+
+
+class _Columns:
+    """Rows kept as NumPy columns (one array per field, grown by half again when full) beside Python lists of keys.
+
+    A window of articles costs a few kilobytes each this way, where objects per article (MinHash objects, LSH
+    buckets, datetimes, dicts) cost several times that (issue 16: 17 KB per article before).
+    """
+
+    def __init__(self, **columns: tuple[tuple[int, ...], type]) -> None:
+        self._shapes = columns
+        self.arrays = {name: np.zeros((0, *shape), dtype=dtype) for name, (shape, dtype) in columns.items()}
+        self.objects: list[tuple] = []  # per row: its Python values (original and story; or story and tags)
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def column(self, name: str) -> np.ndarray:
+        return self.arrays[name][: self.size]
+
+    def append(self, objects: tuple, **values) -> None:
+        if self.size == len(next(iter(self.arrays.values()))):
+            self._resize(max(64, self.size + self.size // 2))
+        for name, value in values.items():
+            self.arrays[name][self.size] = value
+        self.objects.append(objects)
+        self.size += 1
+
+    def keep(self, rows: np.ndarray) -> None:
+        """Keep only the rows where `rows` is true, in order, in arrays no larger than they need."""
+        self.arrays = {name: np.ascontiguousarray(array[: self.size][rows]) for name, array in self.arrays.items()}
+        self.objects = [objects for objects, kept in zip(self.objects, rows) if kept]
+        self.size = len(self.objects)
+
+    def _resize(self, capacity: int) -> None:
+        for name, array in self.arrays.items():
+            grown = np.zeros((capacity, *array.shape[1:]), dtype=array.dtype)
+            grown[: self.size] = array[: self.size]
+            self.arrays[name] = grown
+
+
 class Deduper:
     """Places articles: same text, near-duplicate (MinHash LSH), same story (embedding + tags), or a new story.
 
     The indexes hold only recent articles (the windows of StoryRules); they are rebuilt from the store on start.
+    Copies: each article's MinHash (uint32 values), a key per LSH band, estimated shingle count, first 64 bits of
+    its content hash and time, the bands compared in NumPy. Stories: each article's vector in one float32 matrix,
+    its time, and its tags (one shared tuple per distinct combination).
     Not thread-safe on its own: callers hold `lock` from place() to remember().
     """
 
     def __init__(self, rules: StoryRules | None = None):
-        from datasketch import MinHashLSH
-
         self.rules = rules or StoryRules()
         self.lock = threading.Lock()
-        self._lsh = MinHashLSH(threshold=self.rules.lsh_threshold, num_perm=NUM_PERM)
-        self._signatures: dict[object, tuple[LeanMinHash, datetime, object, object]] = {}
-        self._hashes: dict[str, tuple[object, object]] = {}
-        self._members: list[_Member] = []
-        self._matrix = np.zeros((0, 0), dtype=np.float32)  # rows 0..len(_members) hold the members' vectors
+        self._band_count, self._band_rows = _bands(self.rules.lsh_threshold)
+        self._copies = _Columns(
+            signature=((NUM_PERM,), np.uint32), bands=((self._band_count,), np.uint64), size=((), np.float32), hash=((), np.uint64), when=((), np.float64)
+        )
+        self._members: _Columns | None = None  # made with the first vector (its width)
+        self._tags: dict[Tags, Tags] = {}
         self._pruned_at: datetime | None = None
         self.stored_through = 0  # the highest store id the indexes have seen: placement.catch_up reads on from it
 
     def __len__(self) -> int:
-        return len(self._members)
+        return len(self._members) if self._members is not None else 0
 
     def place(self, item: Incoming) -> Placement:
         copy = self._copy_of(item)
@@ -167,56 +219,67 @@ class Deduper:
         return self._story_for(item)
 
     def _copy_of(self, item: Incoming) -> Placement | None:
-        if item.signature is None:
+        if item.signature is None or not len(self._copies):
             return None
-        same = self._hashes.get(item.content_hash)
-        if same is not None:
-            return Placement(duplicate_of=same[0], copy_kind="text", story=same[1], similarity=1.0, reason="same text")
-        best, best_containment = None, 0.0
-        for key in self._lsh.query(item.signature):
-            signature, when, original, story = self._signatures[key]
-            if abs(when - item.when) > self.rules.copy_window:
-                continue
-            containment = _containment(item.signature, signature)
-            if containment > best_containment:
-                best, best_containment = (original, story), containment
-        if best is not None and best_containment >= self.rules.copy_containment:
-            return Placement(
-                duplicate_of=best[0], copy_kind="near", story=best[1], similarity=best_containment,
-                reason=f"near-duplicate ({best_containment:.0%} of shingles shared)",
-            )
-        return None
+        copies = self._copies
+        same = np.flatnonzero(copies.column("hash") == _hash_key(item.content_hash))
+        if len(same):
+            original, story = copies.objects[same[0]]
+            return Placement(duplicate_of=original, copy_kind="text", story=story, similarity=1.0, reason="same text")
+        query = np.asarray(item.signature, dtype=np.uint32)
+        candidates = np.flatnonzero((copies.column("bands") == self._band_keys(query)).any(axis=1))
+        seconds = np.abs(copies.column("when")[candidates] - item.when.timestamp())
+        candidates = candidates[seconds <= self.rules.copy_window.total_seconds()]
+        if not len(candidates):
+            return None
+        jaccard = (copies.column("signature")[candidates] == query).mean(axis=1)
+        containment = _containment(jaccard, _count(query), copies.column("size")[candidates])
+        best = int(np.argmax(containment))
+        if containment[best] < self.rules.copy_containment:
+            return None
+        original, story = copies.objects[candidates[best]]
+        return Placement(
+            duplicate_of=original, copy_kind="near", story=story, similarity=float(containment[best]),
+            reason=f"near-duplicate ({containment[best]:.0%} of shingles shared)",
+        )
 
     def _story_for(self, item: Incoming) -> Placement:
-        if not self._members:
+        if not len(self):
             return Placement(None, None, None, reason="first article")
-        similarities = self._matrix[: len(self._members)] @ item.vector
-        best: dict[object, tuple[float, _Member]] = {}
-        for index in np.argsort(-similarities)[:20]:
-            member, similarity = self._members[index], float(similarities[index])
+        members = self._members
+        similarities = members.column("vector") @ np.asarray(item.vector, dtype=np.float32)
+        nearest = np.argpartition(-similarities, 20)[:20] if len(similarities) > 20 else np.arange(len(similarities))
+        at = item.when.timestamp()
+        best: dict[object, tuple[float, float, Tags]] = {}
+        for index in nearest[np.argsort(-similarities[nearest], kind="stable")]:
+            similarity = float(similarities[index])
             if similarity < self.rules.same_story_with_tags:
                 break
-            if abs(member.when - item.when) > self.rules.follow_window:
+            apart = abs(float(members.column("when")[index]) - at)
+            if apart > self.rules.follow_window.total_seconds():
                 continue
-            if member.story not in best:
-                best[member.story] = (similarity, member)
-        for story, (similarity, member) in sorted(best.items(), key=lambda kv: -kv[1][0]):
-            reason = self._joins(item, member, similarity)
+            story, tags = members.objects[index]
+            if story not in best:
+                best[story] = (similarity, apart, tags)
+        for story, (similarity, apart, tags) in sorted(best.items(), key=lambda kv: -kv[1][0]):
+            reason = self._joins(item, tags, apart, similarity)
             if reason:
                 return Placement(None, None, story, similarity, reason=f"same story ({reason}, similarity {similarity:.2f})")
         return Placement(None, None, None, reason="new story")
 
-    def _joins(self, item: Incoming, member: _Member, similarity: float) -> str:
-        """Why an article joins a member's story, or "" when it does not. Tags that contradict (two jurisdictions
-        acting, or two sets of vendors) keep two events apart however alike the words; a tag missing on one side
-        (a first report that names no vendor) contradicts nothing."""
-        mine, theirs = _acting(item.countries), _acting(member.countries)
+    def _joins(self, item: Incoming, tags: Tags, apart: float, similarity: float) -> str:
+        """Why an article joins a member's story (tags, `apart` seconds from it), or "" when it does not.
+
+        Tags that contradict (two jurisdictions acting, or two sets of vendors) keep two events apart however alike
+        the words; a tag missing on one side (a first report that names no vendor) contradicts nothing."""
+        vendors, countries, actions = tags
+        mine, theirs = _acting(item.countries), _acting(countries)
         if mine and theirs and not mine & theirs:
             return ""
-        if item.vendors and member.vendors and not item.vendors & member.vendors:
+        if item.vendors and vendors and not item.vendors & vendors:
             return ""
-        recent = abs(member.when - item.when) <= self.rules.window
-        shared_event = bool(item.vendors & member.vendors or item.actions & member.actions)
+        recent = apart <= self.rules.window.total_seconds()
+        shared_event = bool(item.vendors & vendors or item.actions & actions)
         same_place = bool(mine & theirs) or not (mine or theirs)
         if recent and same_place and shared_event:
             return "same country and vendors or action"
@@ -229,23 +292,27 @@ class Deduper:
     def remember(self, item: Incoming, placement: Placement, *, story: object) -> None:
         """Add a placed article to the indexes, with the story it ended in."""
         original = placement.duplicate_of if placement.duplicate_of is not None else item.key
+        at = item.when.timestamp()
         if item.signature is not None:
-            self._hashes.setdefault(item.content_hash, (original, story))
-            if placement.copy_kind != "text":
-                self._signatures[item.key] = (item.signature, item.when, original, story)
-                self._lsh.insert(item.key, item.signature, check_duplication=False)
+            key = _hash_key(item.content_hash)
+            if placement.copy_kind != "text" or not (self._copies.column("hash") == key).any():
+                signature = np.asarray(item.signature, dtype=np.uint32)
+                self._copies.append(
+                    (original, story), signature=signature, bands=self._band_keys(signature), size=_count(signature), hash=key, when=at
+                )
         if placement.copy_kind is None:
-            self._add_member(_Member(item.key, story, item.vector, item.when, item.countries, item.vendors, item.actions))
+            if self._members is None:
+                self._members = _Columns(vector=((len(item.vector),), np.float32), when=((), np.float64))
+            tags = (item.vendors, item.countries, item.actions)
+            self._members.append((story, self._tags.setdefault(tags, tags)), vector=item.vector, when=at)
 
-    def _add_member(self, member: _Member) -> None:
-        count = len(self._members)
-        if count == len(self._matrix):
-            grown = np.zeros((max(64, 2 * count), len(member.vector)), dtype=np.float32)
-            if count:
-                grown[:count] = self._matrix[:count]
-            self._matrix = grown
-        self._matrix[count] = member.vector
-        self._members.append(member)
+    def _band_keys(self, signature: np.ndarray) -> np.ndarray:
+        """One 64-bit key per LSH band: equal bands give equal keys (a rare equal key of unequal bands only adds a candidate)."""
+        values = signature[: self._band_count * self._band_rows].reshape(self._band_count, self._band_rows).astype(np.uint64)
+        keys = np.zeros(self._band_count, dtype=np.uint64)
+        for column in values.T:
+            keys = keys * np.uint64(0x100000001B3) ^ column  # FNV-style mixing; wraps around as intended
+        return keys
 
     def clear(self) -> None:
         self.__init__(self.rules)
@@ -258,21 +325,21 @@ class Deduper:
 
     def forget_before(self, cutoff: datetime) -> None:
         """Drop articles older than the windows allow, so the indexes stay the size of recent news."""
-        kept = [m for m in self._members if m.when >= cutoff - max(self.rules.window, self.rules.follow_window)]
-        self._members, self._matrix = [], np.zeros((0, 0), dtype=np.float32)
-        for member in kept:
-            self._add_member(member)
-        for key, (_, when, _, _) in list(self._signatures.items()):
-            if when < cutoff - self.rules.copy_window:
-                del self._signatures[key]
-                self._lsh.remove(key)
+        if self._members is not None:
+            since = (cutoff - max(self.rules.window, self.rules.follow_window)).timestamp()
+            self._members.keep(self._members.column("when") >= since)
+            self._tags = {tags: tags for _story, tags in self._members.objects}
+        self._copies.keep(self._copies.column("when") >= (cutoff - self.rules.copy_window).timestamp())
 
 
-def _containment(a: LeanMinHash, b: LeanMinHash) -> float:
-    """Share of the smaller shingle set inside the other, from the Jaccard estimate and both set sizes."""
-    jaccard = a.jaccard(b)
-    size_a, size_b = a.count(), b.count()
-    if not size_a or not size_b:
-        return 0.0
-    intersection = jaccard * (size_a + size_b) / (1 + jaccard)
-    return min(1.0, intersection / min(size_a, size_b))
+def _count(signatures: np.ndarray) -> np.ndarray:
+    """The number of shingles a MinHash stands for (datasketch's MinHash.count), per row."""
+    return NUM_PERM / np.sum(signatures / MAX_HASH, axis=-1) - 1.0
+
+
+def _containment(jaccard: np.ndarray, size: float, sizes: np.ndarray) -> np.ndarray:
+    """Share of the smaller shingle set inside the other, from the Jaccard estimates and both set sizes."""
+    smaller = np.minimum(size, sizes)
+    intersection = jaccard * (size + sizes) / (1 + jaccard)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((size > 0) & (sizes > 0), np.minimum(1.0, intersection / smaller), 0.0)

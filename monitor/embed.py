@@ -1,4 +1,4 @@
-"""Sentence embeddings: an Embedder protocol and the sentence-transformers implementation, in torch or ONNX Runtime."""
+"""Sentence embeddings: the sentence-transformers implementation of domain.Embedder, in torch or ONNX Runtime."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -16,13 +15,6 @@ log = logging.getLogger(__name__)
 
 MAX_CHARS = 4000  # the model reads 256 tokens at most; more text only costs tokenisation time
 BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-class Embedder(Protocol):
-    dimension: int
-
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
 
 
 def packaged_model_path() -> str:
@@ -73,6 +65,11 @@ class SentenceTransformerEmbedder:
             max_tokens=settings.embed_max_tokens,
             cache_dir=settings.model_cache / "onnx",
         )
+
+    @property
+    def identity(self) -> str:
+        """What decides the vectors, and so the topic models trained on them: the model, its backend, the tokens read."""
+        return f"{self.model_name} ({self.backend}, {self.max_tokens} tokens)"
 
     def _load(self):
         with self._lock:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from statistics import mean
 
 
@@ -15,20 +13,6 @@ class Scores:
     precision: float
     recall: float
     f1: float
-
-
-def jsonl_records(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line of a JSON Lines file; a bad line raises ValueError naming it."""
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError as exc:
-            raise ValueError(f"{path}:{number}: not JSON ({exc})") from exc
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: expected a JSON object")
-        yield number, record
 
 
 def token_scores(predicted: str, truth: str) -> Scores:

@@ -14,7 +14,7 @@ from monitor.labels import lead
 
 FIELDS = [
     "url", "title", "source", "published", "text", "text_source", "topic", "score", "relevant",
-    "story_id", "duplicate_of", "copy_kind", "vendors", "countries", "actions", "why",
+    "story_id", "duplicate_of", "copy_kind", "vendors", "countries", "actions", "why", "label",
 ]
 ATOM = "http://www.w3.org/2005/Atom"
 SUMMARY_CHARS = 500

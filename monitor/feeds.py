@@ -14,12 +14,14 @@ import feedparser
 import lxml.html
 from lxml.etree import ParserError
 
-from monitor.domain import FeedEntry, ParsedFeed
+from monitor.domain import FeedEntry, ParsedFeed, PollHint
 
 log = logging.getLogger(__name__)
 
 CHARACTER_REFERENCE = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 REPLACEMENT_CHARACTER = b"&#xFFFD;"
+# sy:updatePeriod (RSS 1.0 syndication module): the period that sy:updateFrequency updates are spread over.
+UPDATE_PERIODS = {"hourly": 3600, "daily": 86400, "weekly": 7 * 86400, "monthly": 30 * 86400, "yearly": 365 * 86400}
 
 
 class NotAFeed(ValueError):
@@ -56,6 +58,24 @@ def _when(entry: dict) -> datetime | None:
         if value:
             return datetime.fromtimestamp(calendar.timegm(value), tz=timezone.utc)
     return None
+
+
+def _whole(value: object) -> int | None:
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def poll_hints(channel: dict) -> tuple[PollHint, ...]:
+    """The feed's own word on how often to ask it: RSS <ttl> (minutes) and sy:updatePeriod / sy:updateFrequency
+    (times per period, 1 by default). Unreadable values are left out: a hint only ever slows polling."""
+    hints = []
+    ttl = _whole(channel.get("ttl"))
+    if ttl:
+        hints.append(PollHint("ttl", ttl * 60.0))
+    period = UPDATE_PERIODS.get(str(channel.get("sy_updateperiod") or "").strip().lower())
+    if period:
+        hints.append(PollHint("sy:updatePeriod", period / (_whole(channel.get("sy_updatefrequency")) or 1)))
+    return tuple(hints)
 
 
 def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
@@ -138,4 +158,4 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
             raise NotAFeed(f"not a readable feed ({problem})")
         if not doc.get("version"):
             raise NotAFeed("not a feed")
-    return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem)
+    return ParsedFeed(title=doc.feed.get("title"), entries=entries, problem=problem, hints=poll_hints(doc.feed))

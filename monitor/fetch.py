@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import email.utils
 import ipaddress
 import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -18,6 +17,8 @@ import httpcore
 import httpx
 
 from monitor.config import Settings
+from monitor.domain import PollHint
+from monitor.times import http_date, parse_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ ROBOTS_TTL = 24 * 3600
 ROBOTS_UNREACHABLE_TTL = 600
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 BINARY_SNIFF_BYTES = 2048
+CACHE_HEADERS = ("cache-control", "expires", "date")  # kept with a response: how long its document stays fresh
 UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -147,6 +149,7 @@ class Response:
     content_type: str = ""
     etag: str | None = None
     last_modified: str | None = None
+    cache_headers: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def not_modified(self) -> bool:
@@ -169,20 +172,27 @@ def build_client(settings: Settings) -> httpx.Client:
     )
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
+def cache_hint(headers: Mapping[str, str], now: datetime) -> PollHint | None:
+    """How long the server says its answer stays fresh, as a floor on polling (RFC 9111: Cache-Control max-age,
+    else Expires counted from the response's Date, or from now without one). None for no-cache, no-store or none."""
+    directives = {}
+    for part in headers.get("cache-control", "").split(","):
+        name, _, value = part.partition("=")
+        directives[name.strip().lower()] = value.strip().strip('"')
+    if "no-cache" in directives or "no-store" in directives:
         return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    if "max-age" in directives:
+        age = directives["max-age"]
+        return PollHint("Cache-Control max-age", float(age)) if age.isdigit() and int(age) > 0 else None
+    expires = http_date(headers.get("expires"))
+    if expires is None:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+    fresh = (expires - (http_date(headers.get("date")) or now)).total_seconds()
+    return PollHint("Expires", fresh) if fresh > 0 else None
+
+
+def _cache_headers(response: httpx.Response) -> dict[str, str]:
+    return {name: response.headers[name] for name in CACHE_HEADERS if name in response.headers}
 
 
 @dataclass
@@ -205,6 +215,7 @@ class Fetcher:
         user_agent_token: str = "monitor",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         self.client = client
         self.host_concurrency = host_concurrency
@@ -213,6 +224,7 @@ class Fetcher:
         self.user_agent_token = user_agent_token
         self.clock = clock
         self.sleep = sleep
+        self.now = now  # the wall clock, for Retry-After's HTTP dates
         self._hosts: dict[str, _Host] = {}
         self._hosts_lock = threading.Lock()
         self._robots: dict[str, tuple[float, RobotFileParser | FetchError | None]] = {}
@@ -341,9 +353,15 @@ class Fetcher:
         final_url = str(response.url)
         status = response.status_code
         if status == 304:
-            return Response(final_url, 304, etag=response.headers.get("etag"), last_modified=response.headers.get("last-modified"))
+            return Response(
+                final_url,
+                304,
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+                cache_headers=_cache_headers(response),
+            )
         if status in (429, 503):
-            wait = parse_retry_after(response.headers.get("retry-after"))
+            wait = parse_retry_after(response.headers.get("retry-after"), self.now())
             if wait is not None:
                 raise RetryLater(url, f"HTTP {status}, retry after {wait:.0f}s", wait, status)
         if status >= 400:
@@ -370,4 +388,5 @@ class Fetcher:
             content_type,
             etag=response.headers.get("etag"),
             last_modified=response.headers.get("last-modified"),
+            cache_headers=_cache_headers(response),
         )

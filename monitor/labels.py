@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from datetime import datetime, timezone, tzinfo
+from datetime import date, datetime, timezone, tzinfo
 from functools import cache
 
 from babel import Locale
@@ -228,6 +228,17 @@ def lead(text: str, limit: int = SUMMARY_CHARS, *, title: str = "") -> str:
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def spike_subject(dimension: str, value: str, topic_label: str) -> str:
+    """What a spike is about, as a reader names it: the vendor, the country's name, or the topic's title."""
+    return country_name(value) if dimension == "country" else topic_label if dimension == "topic" else value
+
+
+def spike_sentence(subject: str, stories: int, baseline: float, day: date, today: date) -> str:
+    """ "Hikvision: 9 stories today against 1.2 a day"; a day before today is named ("on Tue 24 Nov")."""
+    when = "today" if day == today else f"on {day:%a} {day.day} {day:%b}"
+    return f"{subject}: {plural(stories, 'story', 'stories')} {when} against {baseline:.1f} a day"
 
 
 def evidence(why: dict) -> str:

@@ -11,12 +11,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.domain import FeedOutcome
+from monitor.domain import POLL_QUEUE, FeedOutcome
 from monitor.store.vitals import vitals
 
 log = logging.getLogger(__name__)
 
-POLL_QUEUE = "monitor.polls"  # the Celery queue of feed polls in distributed mode
 STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 OUTBOX_STATES = ("pending", "failed")  # always reported, 0 when none
 

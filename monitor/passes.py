@@ -1,4 +1,4 @@
-"""Passes over many items: a poll of many feeds (pages read in threads, each article stored as it comes), a rescore of the store."""
+"""A pass over many feeds: feeds and pages read in threads while the calling thread stores each article as it comes."""
 
 from __future__ import annotations
 
@@ -6,17 +6,11 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from datetime import datetime
 
-import numpy as np
-from sqlalchemy.orm import Session, sessionmaker
-
-from monitor.classify import Document, TopicScorer
+from monitor.deps import Deps
 from monitor.domain import FeedOutcome
-from monitor.embed import Embedder, from_bytes
 from monitor.hostpool import HostPool
-from monitor.pipeline import Deps, FeedPoll, collect_feed, finish_feed, record_crash, store_articles
-from monitor.store import repository as repo
+from monitor.pipeline import FeedPoll, collect_feed, finish_feed, record_crash, store_articles
 
 # Feeds in hand at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
 # stay busy only when several outlets have pages waiting.
@@ -76,30 +70,3 @@ def run_pass(
                 del reading[feed_id]
                 done(outcome)
     return outcomes
-
-
-def rescore_all(
-    sessions: sessionmaker[Session], scorers: list[TopicScorer], embedder: Embedder, *, now: datetime, batch: int = 256
-) -> dict[str, tuple[int, int]]:
-    """Score stored articles again from their stored text and vectors: (articles, relevant) per topic."""
-    counts = {scorer.spec.name: [0, 0] for scorer in scorers}
-    after = 0
-    while True:
-        with sessions() as session:
-            rows = repo.articles_after(session, after, limit=batch)
-        if not rows:
-            break
-        documents = [Document(row.title, row.text) for row in rows]
-        missing = [i for i, row in enumerate(rows) if row.embedding is None]
-        vectors = [from_bytes(row.embedding) if row.embedding is not None else None for row in rows]
-        for i, vector in zip(missing, embedder.embed([documents[i].for_embedding for i in missing])):
-            vectors[i] = vector
-        matrix = np.vstack(vectors)
-        with sessions.begin() as session:
-            for scorer in scorers:
-                for row, verdict in zip(rows, scorer.score(documents, matrix)):
-                    repo.save_verdicts(session, row.id, [verdict], now=now)
-                    counts[scorer.spec.name][0] += 1
-                    counts[scorer.spec.name][1] += verdict.relevant
-        after = rows[-1].id
-    return {name: (total, relevant) for name, (total, relevant) in counts.items()}

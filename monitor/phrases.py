@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from monitor.config import TopicSpec
+from monitor.domain import TopicSpec
 
 CATEGORIES = ("vendors", "countries", "actions", "subjects")
 SUBJECT = "subject"

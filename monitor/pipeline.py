@@ -1,79 +1,36 @@
-"""The one place that calls every stage in order: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
+"""The one place that calls every stage in order, for one feed: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
-from collections import defaultdict, deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import deque
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from functools import partial
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from monitor.classify import Document, TopicScorer
+from monitor.cadence import WINDOW_DAYS, Cadence, choose_interval, host_floor
+from monitor.classify import Document
 from monitor.config import Settings
-from monitor.dedup import Deduper, Incoming, canonical_url, content_hash, signature, signature_to_bytes
-from monitor.domain import Candidate, FeedEntry, FeedOutcome, http_link
-from monitor.embed import Embedder, to_bytes
-from monitor.placement import catch_up, load_deduper
+from monitor.dedup import Incoming, canonical_url, content_hash, signature, signature_to_bytes
+from monitor.deps import Deps, Timings
+from monitor.domain import Candidate, FeedEntry, FeedOutcome, PollHint, http_link
+from monitor.embed import to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
-from monitor.fetch import Fetcher, FetchError, RetryLater
+from monitor.fetch import Fetcher, FetchError, RetryLater, cache_hint
 from monitor.hostpool import HostPool
+from monitor.placement import catch_up, load_deduper
+from monitor.store import polling
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
+from monitor.times import article_time, backoff_delay
 
 log = logging.getLogger(__name__)
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-class Timings:
-    """Seconds spent in each stage, summed over threads: where a pass spends its time; each step also goes to observe."""
-
-    def __init__(self, observe: Callable[[str, float], None] | None = None) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-        self._lock = threading.Lock()
-        self._observe = observe
-
-    @contextmanager
-    def measure(self, stage: str) -> Iterator[None]:
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - start
-            with self._lock:
-                self.seconds[stage] += elapsed
-            if self._observe:
-                self._observe(stage, elapsed)
-
-
-@dataclass
-class Deps:
-    """The side effects a poll needs, built once by the composition root."""
-
-    settings: Settings
-    sessions: sessionmaker[Session]
-    fetcher: Fetcher
-    embedder: Embedder
-    scorers: list[TopicScorer]
-    clock: Callable[[], datetime] = utcnow
-    page_pool: HostPool | None = None
-    timings: Timings = field(default_factory=Timings)
-    deduper: Deduper = field(default_factory=Deduper)
-    on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
-    wake_sender: Callable[[], None] | None = None  # called after a transaction that owed an alert has committed
-    on_outcome: Callable[[FeedOutcome], None] | None = None  # called once per finished poll (metrics)
 
 
 @dataclass
@@ -86,6 +43,7 @@ class FeedPoll:
     # The feed's new ETag, Last-Modified and content hash: recorded only once every article is stored, so that a
     # crash in between reads the feed again and stores what is missing (stored URLs are skipped).
     feed_state: dict | None = None
+    hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
 
     def ready(self) -> list[Candidate]:
         """The articles read since the last call, in the feed's order up to the first still being read; a read's crash is raised."""
@@ -101,14 +59,9 @@ class FeedPoll:
         self.reads.clear()
 
 
-def backoff_delay(interval: float, failures: int, cap: float) -> float:
-    """Seconds to wait after the n-th consecutive failure: the interval, doubled each time, capped."""
-    return min(interval * 2 ** max(failures - 1, 0), cap)
-
-
 def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
     now = deps.clock()
-    delay = backoff_delay(state.interval_seconds, state.error_count + 1, deps.settings.max_backoff)
+    delay = backoff_delay(state.current_interval, state.error_count + 1, deps.settings.max_backoff)
     if retry_after is not None:
         delay = max(delay, retry_after)
     log.info("feed %s failed: %s; next try in %.0fs", state.name, message, delay)  # the pass summary warns when most fail
@@ -119,12 +72,36 @@ def _fail(deps: Deps, state: repo.FeedState, message: str, *, retry_after: float
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=False, error=message))
 
 
-def _unchanged(deps: Deps, state: repo.FeedState, **feed_state) -> FeedPoll:
+def next_cadence(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime) -> Cadence:
+    """The feed's next interval and why, from its items of the past week (those being stored included), the
+    publisher's hints, its bounds and its host's politeness (monitor/cadence.py)."""
+    settings, host = deps.settings, deps.fetcher.host_key(state.url)
+    neighbours = sum(deps.fetcher.host_key(url) == host for url in polling.active_feed_urls(session))
+    return choose_interval(
+        polling.item_times(session, state.id, since=now - timedelta(days=WINDOW_DAYS)),
+        now=now,
+        watched_since=state.created_at or now,
+        start=state.interval_seconds,
+        bounds=(state.min_interval or settings.poll_min_interval, state.max_interval or settings.poll_max_interval),
+        polls_per_item=settings.polls_per_item,
+        hints=hints,
+        politeness=host_floor(host, neighbours, deps.fetcher.host_delay),
+        adaptive=settings.poll_adaptive,
+    )
+
+
+def _succeeded(session: Session, deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], now: datetime, **feed_state) -> None:
+    cadence = next_cadence(session, deps, state, hints, now)
+    next_due = now + timedelta(seconds=cadence.seconds)
+    repo.record_feed_success(
+        session, state.id, now=now, next_due=next_due, poll_interval=cadence.seconds, poll_reason=cadence.reason, **feed_state
+    )
+
+
+def _unchanged(deps: Deps, state: repo.FeedState, hints: tuple[PollHint, ...], **feed_state) -> FeedPoll:
     now = deps.clock()
     with deps.sessions.begin() as session:
-        repo.record_feed_success(
-            session, state.id, now=now, next_due=now + timedelta(seconds=state.interval_seconds), **feed_state
-        )
+        _succeeded(session, deps, state, hints, now, **feed_state)
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=True, not_modified=True))
 
 
@@ -198,14 +175,16 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         return _fail(deps, state, str(exc), retry_after=exc.retry_after)
     except FetchError as exc:
         return _fail(deps, state, str(exc))
+    served = cache_hint(response.cache_headers, now)
+    hints = (*state.hints, *([served] if served else []))
     if response.not_modified:
-        return _unchanged(deps, state)
+        return _unchanged(deps, state, hints)
     digest = hashlib.sha256(response.content).hexdigest()
     feed_state = {"etag": response.etag, "last_modified": response.last_modified, "content_hash": digest}
     if full:
         feed_state["last_full_fetch_at"] = now
     if digest == state.content_hash:
-        return _unchanged(deps, state, **feed_state)
+        return _unchanged(deps, state, hints, **feed_state)
     try:
         with deps.timings.measure("parse"):
             parsed = parse_feed(response.content, url=response.url, content_type=response.content_type)
@@ -213,6 +192,8 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
         return _fail(deps, state, f"{exc} ({state.url})")
     if parsed.problem:
         log.info("feed %s is malformed but readable: %s", state.name, parsed.problem)
+    feed_state["poll_hints"] = [[hint.source, hint.seconds] for hint in parsed.hints]
+    hints = (*parsed.hints, *([served] if served else []))
     entries = list({canonical_url(e.url): e for e in reversed(parsed.entries)}.values())[::-1]
     with deps.sessions() as session:
         known = repo.known_titles(session, [canonical_url(e.url) for e in entries])
@@ -225,11 +206,7 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
     read = partial(read_article, feed_id=feed_id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings)
     assert deps.page_pool is not None, "pages are read through deps.page_pool (poll_feed and run_pass provide one)"
     reads = deque(deps.page_pool.submit(e.url, partial(read, e)) for e in fresh)
-    return FeedPoll(feed_id, FeedOutcome(feed=state.name, ok=True), reads, feed_state=feed_state)
-
-
-def _when(candidate: Candidate, now: datetime) -> datetime:
-    return candidate.published if candidate.published and candidate.published <= now else now
+    return FeedPoll(feed_id, FeedOutcome(feed=state.name, ok=True), reads, feed_state=feed_state, hints=hints)
 
 
 def store_articles(poll: FeedPoll, candidates: list[Candidate], deps: Deps) -> None:
@@ -268,7 +245,7 @@ def store_articles(poll: FeedPoll, candidates: list[Candidate], deps: Deps) -> N
                     if candidate.url in stored:
                         owed |= _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
-                        owed |= _refresh_story(session, deps, updated[1], items[index].verdicts, now)
+                        owed |= _refresh_story(session, deps, updated, items[index].verdicts, now)
                 failures = [(c.original_url, c.page_error) for c in candidates if c.page_error]
                 repo.record_page_failures(session, poll.feed_id, failures, now=now)
         except Exception:
@@ -284,12 +261,11 @@ def store_articles(poll: FeedPoll, candidates: list[Candidate], deps: Deps) -> N
 
 
 def finish_feed(poll: FeedPoll, deps: Deps) -> FeedOutcome:
-    """Every article of the poll stored: the feed's new state is recorded, so the next poll asks for what is newer."""
+    """Every article of the poll stored: the feed's new state and next interval are recorded (its new items counted)."""
     if poll.feed_state is not None:
         now = deps.clock()
         with deps.sessions.begin() as session:
-            interval = repo.feed_state(session, poll.feed_id).interval_seconds
-            repo.record_feed_success(session, poll.feed_id, now=now, next_due=now + timedelta(seconds=interval), **poll.feed_state)
+            _succeeded(session, deps, repo.feed_state(session, poll.feed_id), poll.hints, now, **poll.feed_state)
     return poll.outcome
 
 
@@ -313,7 +289,7 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
         content_hash=item.content_hash,
         signature=sig,
         vector=vector,
-        when=_when(item.candidate, now),
+        when=article_time(item.candidate.published, now),
         vendors=frozenset(tags.vendors if tags else ()),
         countries=frozenset(tags.countries if tags else ()),
         actions=frozenset(tags.actions if tags else ()),
@@ -335,10 +311,11 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
     return _owe(session, deps, story_id, newly_relevant)
 
 
-def _refresh_story(session: Session, deps: Deps, story_id: int | None, verdicts, now: datetime) -> bool:
+def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> bool:
+    article_id, story_id = updated
     if story_id is None:
         return False
-    return _owe(session, deps, story_id, repo.update_story_topics(session, story_id, verdicts, now=now))
+    return _owe(session, deps, story_id, repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id))
 
 
 def _owe(session: Session, deps: Deps, story_id: int, topics) -> bool:

@@ -10,15 +10,17 @@ from datetime import datetime, timedelta
 
 from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, EVENT_SCHEDULER_START
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.delivery import Sender, digest_day
+from monitor.deps import Deps
 from monitor.domain import FeedOutcome
-from monitor.notify.outbox import Sender, digest_day
-from monitor.pipeline import Deps, poll_feed
+from monitor.spike_watch import detect_spikes
+from monitor.pipeline import poll_feed
 from monitor.store import repository as repo
-from monitor.store.models import Feed
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +99,26 @@ def poll_if_due(feed_id: int, deps: Deps, tally: PollTally | None = None) -> Fee
     return outcome
 
 
+def poll_and_follow(scheduler: BackgroundScheduler, feed_id: int, deps: Deps, tally: PollTally | None = None) -> None:
+    """A feed's job: poll it when due, then run next when its row says (the interval chosen by the poll, or a backoff)."""
+    poll_if_due(feed_id, deps, tally)
+    follow_row(scheduler, feed_id, deps)
+
+
+def follow_row(scheduler: BackgroundScheduler, feed_id: int, deps: Deps) -> None:
+    """Move the feed's job to the due time in its row, with a little jitter so feeds polled together drift apart."""
+    with deps.sessions() as session:
+        state = repo.feed_state(session, feed_id)
+        due = repo.feed_next_due(session, feed_id)
+    if due is None:
+        return
+    jitter = random.uniform(0, min(state.current_interval * 0.1, MAX_JITTER))
+    try:
+        scheduler.modify_job(f"feed-{feed_id}", next_run_time=max(due, deps.clock()) + timedelta(seconds=jitter))
+    except JobLookupError:
+        log.debug("feed %s: its job is gone (the scheduler is stopping)", feed_id)
+
+
 def deliver(sender: Sender) -> None:
     """Send what the outbox holds that is due; the job must survive anything a channel does."""
     try:
@@ -140,6 +162,15 @@ class DeliveryLoop:
             deliver(self.sender)
 
 
+def look_for_spikes(sender: Sender, loop: DeliveryLoop) -> None:
+    """The coverage spike job: look for today's spikes (each is raised once); the sender's loop sends what they owe."""
+    try:
+        detect_spikes(sender)
+    except Exception:
+        log.exception("looking for coverage spikes crashed; it is tried again at the next interval")
+    loop.wake()
+
+
 def plan_digest(sender: Sender, loop: DeliveryLoop) -> None:
     """The daily digest job: plan today's digests (once per day, whatever restarts happen); the sender's loop sends them."""
     try:
@@ -151,7 +182,7 @@ def plan_digest(sender: Sender, loop: DeliveryLoop) -> None:
 
 def build_scheduler(
     deps: Deps,
-    feeds: list[Feed],
+    feeds: list[repo.FeedStatus],
     *,
     workers: int,
     sender: Sender | None = None,
@@ -159,10 +190,11 @@ def build_scheduler(
     tally: PollTally | None = None,
     wake: threading.Event | None = None,
 ) -> BackgroundScheduler:
-    """One job per feed at its interval with jitter; a feed never runs twice at once; missed runs coalesce.
+    """One job per feed, run when its row says it is due (each poll sets the next); a feed never runs twice at once;
+    missed runs coalesce. The trigger's own interval (the feed's current one) is only the fallback.
 
     With a sender: its delivery loop, woken every few seconds and whenever `wake` is set (by the pipeline, after a
-    commit that owed an alert), and the digest at its time of day.
+    commit that owed an alert), a job that looks for coverage spikes, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
     """
     scheduler = BackgroundScheduler(
@@ -172,12 +204,13 @@ def build_scheduler(
     )
     now = deps.clock()
     for feed in feeds:
-        jitter = min(feed.interval_seconds * 0.1, MAX_JITTER)
+        interval = feed.poll_interval or feed.interval_seconds
+        jitter = min(interval * 0.1, MAX_JITTER)
         first = max(now, feed.next_due_at or now) + timedelta(seconds=random.uniform(0, min(jitter, 30.0)))
         scheduler.add_job(
-            poll_if_due,
-            IntervalTrigger(seconds=feed.interval_seconds, jitter=jitter or None, timezone="UTC"),
-            args=(feed.id, deps, tally),
+            poll_and_follow,
+            IntervalTrigger(seconds=interval, jitter=jitter or None, timezone="UTC"),
+            args=(scheduler, feed.id, deps, tally),
             id=f"feed-{feed.id}",
             name=f"poll {feed.name}",
             next_run_time=first,
@@ -197,6 +230,10 @@ def _add_sender_jobs(scheduler: BackgroundScheduler, loop: DeliveryLoop, *, deli
         loop.wake, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), id="deliver", name="wake the sender", next_run_time=now
     )
     sender = loop.sender
+    if sender.spike_rule is not None:
+        scheduler.add_job(
+            look_for_spikes, IntervalTrigger(seconds=sender.spike_rule.interval, timezone="UTC"), args=(sender, loop), id="spikes", name="coverage spikes"
+        )
     if sender.mail is not None:
         spec = sender.outputs.digest
         scheduler.add_job(

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 
-from monitor.classify import Document
+from monitor.classify import Document, jsonl_records
 from monitor.dedup import Deduper, Incoming, StoryRules, canonical_url, content_hash, signature
-from monitor.embed import Embedder
-from monitor.evaluate import binary_scores, jsonl_records
+from monitor.domain import Embedder
+from monitor.evaluate import binary_scores
 from monitor.tags import Tagger
 
 

@@ -8,7 +8,7 @@ from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 
-from monitor.config import TopicSpec
+from monitor.domain import TopicSpec
 from monitor.event import RESTRICTING, Cues, EventReader
 from monitor.phrases import CATEGORIES, SUBJECT, Match, Vocabulary, lower_same_length
 from monitor.segment import BODY, FURNITURE, LEAD, TITLE, Sentence, segment

@@ -23,8 +23,10 @@ from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from monitor.config import Settings
-from monitor.metrics import POLL_QUEUE, broker_queue_depth
-from monitor.pipeline import Deps, poll_feed, record_crash
+from monitor.deps import Deps
+from monitor.domain import POLL_QUEUE
+from monitor.metrics import broker_queue_depth
+from monitor.pipeline import poll_feed, record_crash
 from monitor.store import leases
 
 log = logging.getLogger(__name__)

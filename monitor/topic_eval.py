@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
-from monitor.classify import Document, Labelled, TopicScorer, fitted_model
-from monitor.config import TopicSpec
-from monitor.evaluate import Scores, binary_scores, jsonl_records
+from monitor.classify import Document, Labelled, TopicScorer, fitted_model, jsonl_records
+from monitor.domain import TopicSpec
+from monitor.evaluate import Scores, binary_scores
 from monitor.tags import Tags
 
 FOLDS = 5

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from monitor.classify import TopicScorer
-from monitor.config import Config, FeedSpec, Settings
+from monitor.config import Settings
 from monitor.demo.server import LocalSite
 from monitor.demo.site import SITE_NAME, feed_urls, load_demo_articles, site_routes
+from monitor.deps import Deps
+from monitor.domain import Config, FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.pipeline import Deps
 from monitor.store import repository as repo
 
 from .conftest import NOW, Clock

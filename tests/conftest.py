@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.orm import sessionmaker
 
 from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
-from monitor.demo.server import LocalSite
+from monitor.demo.server import LocalSite, Reply
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.store.db import make_engine, session_factory, upgrade
 
@@ -25,6 +25,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+TOPIC_YAML = (ROOT / "feeds.yaml").read_text(encoding="utf-8").split("\ntopics:\n", 1)[1]
 REQUIRE_POSTGRES = os.environ.get("MONITOR_TEST_REQUIRE_POSTGRES") == "1" or os.environ.get("CI") == "true"
 
 
@@ -162,6 +163,54 @@ def model_cache(tmp_path_factory):
 
 
 @pytest.fixture
+def local_news():
+    """A local outlet with one relevant article, one not, and a feed that fails (test_cli and test_startup use it)."""
+    from .test_pipeline import HTML, RSS, page, rss  # here: test_pipeline imports this module
+
+    with LocalSite() as site:
+        site.routes.update(
+            {
+                "/news.xml": Reply(
+                    200,
+                    rss(
+                        [
+                            ("Britain orders Hikvision cameras out of ministries", site.url("/1.html"), "Removal order."),
+                            ("Local bakery wins regional prize", site.url("/2.html"), "Bread."),
+                        ]
+                    ),
+                    RSS,
+                ),
+                "/1.html": Reply(200, page("Britain orders Hikvision cameras out of ministries over security fears"), HTML),
+                "/2.html": Reply(200, page("Local bakery wins regional prize for sourdough"), HTML),
+                "/down.xml": Reply(500, b"down", {"Content-Type": "text/plain"}),
+            }
+        )
+        yield site
+
+
+@pytest.fixture
+def workdir(tmp_path, local_news, model_cache):
+    """A feeds.yaml naming the local outlet, and the environment of a `monitor` subprocess that reads it."""
+    config = tmp_path / "feeds.yaml"
+    config.write_text(
+        "feeds:\n"
+        f"  - {{name: Local News, url: '{local_news.url('/news.xml')}', interval: 1h}}\n"
+        f"  - {{name: Broken Feed, url: '{local_news.url('/down.xml')}', interval: 1h}}\n"
+        "topics:\n" + TOPIC_YAML.replace("../shared/", f"{ROOT.parent / 'shared'}/").replace("eval/", f"{ROOT / 'eval'}/"),
+        encoding="utf-8",
+    )
+    env = {
+        **os.environ,
+        "MONITOR_CONFIG": str(config),
+        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
+        "MONITOR_HOST_DELAY": "0",
+        "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),
+        "MONITOR_MODEL_CACHE": str(model_cache),
+    }
+    return tmp_path, env
+
+
+@pytest.fixture
 def site() -> Iterator[LocalSite]:
     with LocalSite() as local:
         yield local
@@ -200,7 +249,10 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="session")
 def browser():
-    """Debian's Chromium driven by Playwright (never `playwright install`); one per test session."""
+    """Debian's Chromium driven by Playwright (never `playwright install`); one per test session.
+
+    The browser stands for the reader's machine, so it keeps the real clock even under `make test-ahead`:
+    libfaketime preloaded with the monotonic clock left real stalls Chromium's timers."""
     if not CHROMIUM.exists():
         if REQUIRE_POSTGRES:
             pytest.fail(f"{CHROMIUM} is required here (CI): apt-get install -y chromium")
@@ -208,6 +260,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        reader_env = {name: value for name, value in os.environ.items() if name != "LD_PRELOAD"}
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, env=reader_env)
         yield chromium
         chromium.close()

@@ -43,38 +43,48 @@ def copy_install(install: Path, to: Path) -> None:
 
 
 @contextmanager
-def pgvector_postgres(install: Path) -> Iterator[str]:
-    """A running server from `install`: the URL of its `postgres` database, over a unix socket."""
+def pgvector_postgres(install: Path, folder: Path | None = None, settings: str = "") -> Iterator[str]:
+    """A running server from `install`: the URL of its `postgres` database, over a unix socket.
+
+    It lives in a fresh folder under /tmp, removed after; or in `folder`, kept and started again next time
+    (the benches' cached archives), with `settings` added to its postgresql.conf when it is made.
+    """
     as_root = os.geteuid() == 0
-    folder = Path(tempfile.mkdtemp(prefix="monitor-pg-", dir="/tmp" if as_root else None))  # short: a socket path holds at most 107 bytes
+    kept = folder is not None
+    if folder is None:
+        folder = Path(tempfile.mkdtemp(prefix="monitor-pg-", dir="/tmp" if as_root else None))  # short: a socket path holds at most 107 bytes
+    folder.mkdir(parents=True, exist_ok=True)
     as_user: dict = {}
     if as_root:
         nobody = pwd.getpwnam("nobody")
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    try:
-        copy_install(install, folder)
-    except OSError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise Unavailable(f"could not copy {install}: {exc}") from exc
-    if as_root:
-        os.chmod(folder, 0o755)
-        for path in (folder, *folder.rglob("*")):
-            os.lchown(path, nobody.pw_uid, nobody.pw_gid)
     binaries, data = folder / "pgserver" / "pginstall" / "bin", folder / "data"
+    if not binaries.exists():
+        try:
+            copy_install(install, folder)
+        except OSError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise Unavailable(f"could not copy {install}: {exc}") from exc
+        if as_root:
+            os.chmod(folder, 0o755)
+            for path in (folder, *folder.rglob("*")):
+                os.lchown(path, nobody.pw_uid, nobody.pw_gid)
     environment = {"PATH": "/usr/bin:/bin", "LC_ALL": "C", "HOME": str(folder)}
 
-    def run(*args) -> subprocess.CompletedProcess:
+    def run(*args, timeout: float = 60) -> subprocess.CompletedProcess:
         return subprocess.run([str(binaries / args[0]), *map(str, args[1:])], check=False, capture_output=True, text=True,
-                              env=environment, timeout=60, **as_user)  # fmt: skip
+                              env=environment, timeout=timeout, **as_user)  # fmt: skip
 
     started = False
     try:
-        made = run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
-        if made.returncode:
-            raise Unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
-        with open(data / "postgresql.conf", "a") as conf:
-            conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{folder}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
-        start = run("pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "30", "start")
+        if not (data / "PG_VERSION").exists():
+            shutil.rmtree(data, ignore_errors=True)
+            made = run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync")
+            if made.returncode:
+                raise Unavailable(f"initdb failed: {made.stderr.strip()[-500:]}")
+            with open(data / "postgresql.conf", "a") as conf:
+                conf.write(f"\nlisten_addresses = ''\nunix_socket_directories = '{folder}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n{settings}\n")
+        start = run("pg_ctl", "-D", data, "-l", folder / "server.log", "-w", "-t", "600", "start", timeout=660)  # a kept one may recover first
         if start.returncode:
             log = (folder / "server.log").read_text(errors="replace") if (folder / "server.log").exists() else ""
             raise Unavailable(f"PostgreSQL did not start: {start.stderr.strip()[-300:]} {log[-500:]}")
@@ -85,5 +95,6 @@ def pgvector_postgres(install: Path) -> Iterator[str]:
         yield f"postgresql+psycopg://postgres@/postgres?host={folder}"
     finally:
         if started:
-            run("pg_ctl", "-D", data, "-m", "fast", "-w", "stop")
-        shutil.rmtree(folder, ignore_errors=True)
+            run("pg_ctl", "-D", data, "-m", "fast", "-w", "-t", "300", "stop", timeout=360)
+        if not kept:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from monitor.demo.server import LocalSite
+from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import load_demo_articles, site_routes
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article
@@ -170,3 +170,70 @@ def test_find_a_story_by_meaning_on_a_phone(archive_server, browser, tmp_path):
     assert page.locator("article.hit h2 a").first.inner_text() == DRONES
     assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing wider than the phone
     page.screenshot(path=tmp_path / "phone.png", full_page=True)
+
+
+def test_the_coverage_chart_draws_the_search_and_follows_its_filters(archive_server, browser, tmp_path):
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(120_000)
+    refused = []  # the strict CSP reports what it blocks on the console ("Refused to apply inline style …")
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None)
+    page.goto(archive_server + "/")
+    chart = page.locator("figure.coverage svg.chart")
+    box = chart.bounding_box()
+    assert box["width"] > 600 and box["height"] > 100
+    bars = chart.locator("rect.bar")
+    heights = [float(bars.nth(i).get_attribute("height")) for i in range(bars.count())]
+    assert len(heights) >= 2 and sum(height > 0 for height in heights) >= 2
+    assert bars.first.evaluate("bar => getComputedStyle(bar).fill") == "rgb(201, 209, 220)"  # the stylesheet applies under the CSP
+    lines = chart.locator("g.series polyline")
+    assert lines.count() >= 2 and lines.first.evaluate("line => getComputedStyle(line).stroke") != "none"
+    total = int(page.locator("p.summary b").inner_text())
+    assert page.locator("figure.coverage .legend li").first.locator("small").inner_text() == str(total)
+    page.screenshot(path=tmp_path / "chart.png", full_page=True)
+
+    page.click("details[data-facet=vendor] summary")
+    page.check("details[data-facet=vendor] input[value=Hikvision]")
+    page.click("button.apply")
+    page.wait_for_url("**vendor=Hikvision**")
+    hikvision = int(page.locator("p.summary b").inner_text())
+    assert 3 <= hikvision < total
+    assert page.locator("figure.coverage .legend li").first.locator("small").inner_text() == str(hikvision)
+    legend = page.locator("figure.coverage .legend li", has=page.locator("a", has_text="Hikvision"))
+    assert legend.locator("small").inner_text() == str(hikvision)  # every story left names Hikvision
+    assert page.locator("figure.coverage g.series[data-value=Hikvision] polyline").count() == 1
+
+    page.select_option("figure.coverage select[name=split]", "country")  # redraws at once, the filter kept
+    page.wait_for_url("**split=country**")
+    assert "vendor=Hikvision" in page.url
+    assert page.locator("figure.coverage g.series[data-value=CA]").count() == 1
+    assert page.locator("figure.coverage .legend li").first.locator("small").inner_text() == str(hikvision)
+    page.screenshot(path=tmp_path / "chart-filtered.png", full_page=True)
+    assert refused == []
+
+
+def test_a_reader_labels_a_story_and_another_site_cannot(archive_server, browser, tmp_path):
+    """The buttons work in a real browser (which sends Sec-Fetch-Site and Origin); a page on another origin that posts
+    the same form to the archive is refused and labels nothing."""
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(archive_server + "/")
+    page.click(f"text={AARHUS}")
+    page.wait_for_url("**/stories/*")
+    story_url = page.url
+    page.fill("form.label input[name=by]", "Alice")
+    page.fill("form.label input[name=note]", "a council's own plans")
+    page.click("form.label button[value=not-relevant]")
+    page.wait_for_url(story_url)
+    assert "Marked not relevant by Alice" in page.locator(".label-given").inner_text()
+    assert "not relevant to" in page.locator("article.story > p.meta").inner_text()
+    page.screenshot(path=tmp_path / "labelled.png", full_page=True)
+    assert AARHUS not in httpx.get(archive_server + "/api/search").text  # gone from the relevant stories
+
+    target = archive_server + "/stories/" + story_url.rsplit("/", 1)[1].split("?")[0] + "/label"
+    evil = f'<html><body><form id="f" method="post" action="{target}"><input name="verdict" value="relevant"><input name="by" value="mallory"></form><script>document.getElementById("f").submit()</script></body></html>'
+    with LocalSite({"/evil.html": Reply(200, evil.encode(), {"Content-Type": "text/html"})}) as other:
+        page.goto(other.url("/evil.html"))
+        page.wait_for_url(target)
+        assert "own pages" in page.content()
+    page.goto(story_url)
+    assert "Marked not relevant by Alice" in page.locator(".label-given").inner_text()  # mallory's label never landed

@@ -158,10 +158,10 @@ def test_eval_command_prints_both_and_json(tmp_path):
 
 
 def test_rescore_updates_stored_verdicts_without_fetching(sessions, config, embedder, tmp_path):
-    from monitor.passes import rescore_all
-    from monitor.store import repository as repo
     from monitor.domain import Candidate
     from monitor.embed import to_bytes
+    from monitor.rescore import rescore_all
+    from monitor.store import repository as repo
     from datetime import datetime, timezone
 
     now = datetime(2026, 11, 22, tzinfo=timezone.utc)

@@ -15,61 +15,11 @@ import time
 from xml.etree import ElementTree
 
 import httpx
-import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.config import LOOPBACK_NETWORKS
-from monitor.demo.server import LocalSite, Reply
 
 from .conftest import ROOT
-from .test_pipeline import HTML, RSS, page, rss
-
-TOPIC_YAML = (ROOT / "feeds.yaml").read_text(encoding="utf-8").split("\ntopics:\n", 1)[1]
-
-
-@pytest.fixture
-def local_news():
-    with LocalSite() as site:
-        site.routes.update(
-            {
-                "/news.xml": Reply(
-                    200,
-                    rss(
-                        [
-                            ("Britain orders Hikvision cameras out of ministries", site.url("/1.html"), "Removal order."),
-                            ("Local bakery wins regional prize", site.url("/2.html"), "Bread."),
-                        ]
-                    ),
-                    RSS,
-                ),
-                "/1.html": Reply(200, page("Britain orders Hikvision cameras out of ministries over security fears"), HTML),
-                "/2.html": Reply(200, page("Local bakery wins regional prize for sourdough"), HTML),
-                "/down.xml": Reply(500, b"down", {"Content-Type": "text/plain"}),
-            }
-        )
-        yield site
-
-
-@pytest.fixture
-def workdir(tmp_path, local_news, model_cache):
-    config = tmp_path / "feeds.yaml"
-    config.write_text(
-        "feeds:\n"
-        f"  - {{name: Local News, url: '{local_news.url('/news.xml')}', interval: 1h}}\n"
-        f"  - {{name: Broken Feed, url: '{local_news.url('/down.xml')}', interval: 1h}}\n"
-        "topics:\n" + TOPIC_YAML.replace("../shared/", f"{ROOT.parent / 'shared'}/").replace("eval/", f"{ROOT / 'eval'}/"),
-        encoding="utf-8",
-    )
-    env = {
-        **os.environ,
-        "MONITOR_CONFIG": str(config),
-        "MONITOR_DATABASE_URL": f"sqlite:///{tmp_path / 'data' / 'monitor.db'}",
-        "MONITOR_HOST_DELAY": "0",
-        "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),
-        "MONITOR_MODEL_CACHE": str(model_cache),
-    }
-    return tmp_path, env
 
 
 def monitor(env, *args, **kwargs):

@@ -6,7 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from monitor.cli import app
-from monitor.config import ConfigError, load_config, parse_duration
+from monitor.config import ConfigError, load_config
+from monitor.domain import parse_duration
 
 from .conftest import ROOT
 

@@ -11,8 +11,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from monitor.domain import Source, StoryView
-from monitor.config import check_subject_template
+from monitor.domain import Source, StoryView, check_subject_template
 from monitor.notify.digest import build_digest, group_stories, importance, rank_stories, to_email
 
 NOW = datetime(2026, 11, 22, 7, 0, tzinfo=timezone.utc)

@@ -17,16 +17,16 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, SlackRoute
+from monitor.config import LOOPBACK_NETWORKS
 from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
+from monitor.domain import FeedSpec, SlackRoute
 from monitor.store import leases, outbox
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Delivery, Feed, StoryTopic
 
-from .conftest import REQUIRE_POSTGRES, ROOT, Clock, new_database
-from .test_cli import TOPIC_YAML
+from .conftest import REQUIRE_POSTGRES, ROOT, TOPIC_YAML, Clock, new_database
 from .test_outbox import TOPIC, Hook, make_sender, relevant_story
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)

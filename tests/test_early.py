@@ -14,10 +14,10 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED
 from sqlalchemy import select
 
-from monitor.config import QuietHours, Settings, SlackRoute
+from monitor.config import Settings
 from monitor.demo.server import Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
-from monitor.domain import FeedOutcome
+from monitor.domain import FeedOutcome, QuietHours, SlackRoute
 from monitor.passes import run_pass
 from monitor.pipeline import poll_feed
 from monitor.scheduler import build_scheduler

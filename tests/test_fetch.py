@@ -8,14 +8,17 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from monitor.config import Settings
 from monitor.demo.server import LocalSite, Reply, Request
-from monitor.fetch import AddressGuard, FetchError, Fetcher, Refused, RetryLater, address_kind, build_client, parse_retry_after
+from monitor.fetch import AddressGuard, FetchError, Fetcher, Refused, RetryLater, address_kind, build_client
+from monitor.times import parse_retry_after
+
+from .conftest import NOW
 
 FEED = b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title></channel></rss>'
 ETAG = '"v1"'
@@ -295,12 +298,14 @@ def test_long_retry_after_raises_retry_later(site, fetcher, status):
     assert len(site.requests) == 1
 
 
-def test_retry_after_as_http_date_raises_retry_later(site, fetcher):
-    an_hour_on = datetime.now(timezone.utc) + timedelta(hours=1)
+def test_retry_after_as_http_date_raises_retry_later(site, client, settings):
+    """The date counts from the fetcher's wall clock, an input like its other clocks."""
+    fetcher = Fetcher(client, host_delay=settings.host_delay, retry_after_wait=settings.retry_after_wait, now=lambda: NOW)
+    an_hour_on = NOW + timedelta(hours=1)
     site.routes["/feed.xml"] = Reply(429, b"", {"Retry-After": email.utils.format_datetime(an_hour_on, usegmt=True)})
     with pytest.raises(RetryLater) as caught:
         fetcher.get(site.url("/feed.xml"), max_bytes=MB)
-    assert caught.value.retry_after == pytest.approx(3600, abs=5)
+    assert caught.value.retry_after == 3600
 
 
 def test_503_without_retry_after_is_a_plain_fetch_error(site, fetcher):

@@ -19,8 +19,8 @@ from sqlalchemy import select
 
 from monitor.cli.common import App, pipeline_deps
 from monitor.demo.server import Reply
+from monitor.deps import Timings
 from monitor.metrics import PipelineMetrics, StoreCollector, broker_queue_depth, store_registry
-from monitor.pipeline import Timings
 from monitor.store import outbox
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import StoryTopic

@@ -22,18 +22,17 @@ from typer.testing import CliRunner
 
 from monitor.cli import app
 
-from monitor.config import DigestSpec, Outputs, QuietHours, SlackRoute
+from monitor.delivery import MailChannel, Sender, SlackChannel
 from monitor.demo.server import LocalSite, Reply, Request
+from monitor.domain import DigestSpec, Outputs, QuietHours, SlackRoute
 from monitor.notify.email import Mailer
-from monitor.notify.outbox import MailChannel, Sender, SlackChannel
 from monitor.notify.slack import SlackWebhook
 from monitor.scheduler import build_scheduler
 from monitor.store import outbox
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, ArticleTopic, Delivery, DigestRun, Story, StoryTopic
 
-from .conftest import ROOT, Clock
-from .test_cli import TOPIC_YAML
+from .conftest import ROOT, TOPIC_YAML, Clock
 
 TOPIC = "china-surveillance-bans"
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=timezone.utc)

@@ -22,7 +22,7 @@ from monitor.store import vectors as vector_module
 from monitor.store.db import alembic_config, make_engine, session_factory, upgrade
 from monitor.store.models import Article, Base
 from monitor.store.search import SearchQuery, VectorIndex, is_search_index, search, similar_stories
-from monitor.store.vectors import in_database, nearest_in_database
+from monitor.store.vectors import has_iterative_scans, in_database, iterative_scans, nearest_in_database
 
 from .conftest import REQUIRE_POSTGRES, archive_settings
 from .pgserver import Unavailable, copy_install, pgserver_install, pgvector_postgres
@@ -197,6 +197,16 @@ def test_filters_apply_through_the_hnsw_index_too(archive, embedder, monkeypatch
         found = find(sessions, VectorIndex(), embedder, "cameras drones ban", mode="meaning", **filters)
         assert {h.story_id for h in found.results} == {h.story_id for h in expected.results}, filters
     assert {h.title for h in find(sessions, VectorIndex(), embedder, "cameras drones ban", mode="meaning", countries=("nz",)).results} == {NEW_ZEALAND}
+
+
+def test_iterative_index_scans_are_used_where_pgvector_has_them(archive):
+    """From pgvector 0.8 a filtered search reads on through the index; pgserver's 0.6.2 has no such scans."""
+    assert has_iterative_scans("0.8.0") and has_iterative_scans("0.10.1") and has_iterative_scans("1.0")
+    assert not has_iterative_scans("0.7.4") and not has_iterative_scans("0.6.2") and not has_iterative_scans("0")
+    sessions, _memory = archive
+    with sessions() as session:
+        version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        assert iterative_scans(session) == has_iterative_scans(version)
 
 
 def test_the_hnsw_index_serves_the_unfiltered_search(archive, embedder):

@@ -14,15 +14,18 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from monitor.classify import TopicScorer
-from monitor.config import FeedSpec
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
+from monitor.deps import Deps
+from monitor.domain import FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
-from monitor.pipeline import Deps, backoff_delay, store_failure
-from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.pipeline import store_failure
 from monitor.store import repository as repo
+from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed, FetchFailure
+from monitor.store.views import export_rows
+from monitor.times import backoff_delay
 
 from .conftest import NOW, Clock
 
@@ -107,7 +110,7 @@ def test_demo_site_end_to_end(sessions, settings, embedder, config):
 
 def _export(sessions, config):
     with sessions() as session:
-        return list(repo.export_rows(session, topic=config.topics[0].name))
+        return list(export_rows(session, topic=config.topics[0].name))
 
 
 def test_faults_are_reported_and_the_rest_is_processed(sessions, settings, embedder, config):

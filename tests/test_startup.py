@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 
 from monitor.classify import Document, TopicScorer, read_labelled
 from monitor.cli.common import shown_url
-from monitor.config import FeedSpec
-from monitor.domain import FeedOutcome
+from monitor.domain import FeedOutcome, FeedSpec
 from monitor.scheduler import PollTally, most_failed
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
@@ -26,7 +25,7 @@ from monitor.topic_eval import evaluate
 from monitor.web.app import create_app
 
 from .conftest import ROOT, archive_settings
-from .test_cli import local_news, monitor, workdir  # noqa: F401  the local site, its config and the subprocess helper
+from .test_cli import monitor
 
 COMMAND = [sys.executable, "-m", "monitor.cli"]
 

@@ -13,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
-from monitor.config import FeedSpec
+from monitor.domain import FeedSpec
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Base
@@ -62,6 +62,30 @@ def test_sync_feeds_adds_updates_and_deactivates(sessions):
         assert not feeds["B"].active
         assert repo.due_feed_ids(session, now=now) == [feeds["A"].id]
         assert feeds["A"].created_at.tzinfo is not None
+
+
+def test_processes_starting_at_once_add_each_feed_once(sessions):
+    """Two `monitor run --once` started together both bring the feeds table in line with feeds.yaml."""
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    specs = [FeedSpec(name=f"feed {n}", url=f"https://{n}.example/rss") for n in range(20)]
+    start, errors = threading.Barrier(4), []
+
+    def sync() -> None:
+        start.wait()
+        try:
+            with sessions.begin() as session:
+                repo.sync_feeds(session, specs, now=now)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sync) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with sessions() as session:
+        assert sorted(f.name for f in repo.feeds_overview(session)) == sorted(s.name for s in specs)
 
 
 def test_naive_datetimes_are_refused(sessions):

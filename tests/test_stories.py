@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from monitor.config import FeedSpec
 from monitor.dedup import Deduper, Incoming, content_hash, signature
 from monitor.demo.server import LocalSite, Reply
+from monitor.domain import FeedSpec
 from monitor.passes import run_pass
 from monitor.placement import load_deduper
 from monitor.store import repository as repo
+from monitor.store.views import export_rows
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.story_eval import evaluate_stories, read_story_items
 
@@ -164,7 +165,7 @@ def test_one_story_four_sources_and_a_separate_look_alike(sessions, settings, em
 
 def _export(sessions, config):
     with sessions() as session:
-        return [r for r in repo.export_rows(session, topic=config.topics[0].name) if "/uk.html" in r["url"]]
+        return [r for r in export_rows(session, topic=config.topics[0].name) if "/uk.html" in r["url"]]
 
 
 @pytest.mark.parametrize("now", [datetime(2019, 5, 16, 8, tzinfo=timezone.utc), datetime(2035, 2, 3, 17, tzinfo=timezone.utc)])

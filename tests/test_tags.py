@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from monitor.config import TopicSpec, load_config
+from monitor.config import load_config
+from monitor.domain import TopicSpec
 from monitor.tags import Tagger
 
 from .conftest import ROOT

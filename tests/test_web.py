@@ -390,3 +390,15 @@ def test_evidence_says_the_strongest_signals_in_words_and_pages_use_the_topic_ti
     assert "Brand new feature: weighs for the topic" in html and "action_mentions" not in html
     story_id = search(client)["results"][0]["story_id"]
     assert "relevant</span> to Bans on Chinese surveillance technology" in client.get(f"/stories/{story_id}").text
+
+
+def test_story_and_article_pages_offer_the_reader_s_verdict(client):
+    """The buttons post to the page's own label path (tests/test_labels.py posts to them on an archive of its own)."""
+    story = search(client, q="Canada Hikvision", mode="words")["results"][0]
+    page = client.get(f"/stories/{story['story_id']}").text
+    assert f'<form method="post" action="/stories/{story["story_id"]}/label"' in page
+    assert 'name="verdict" value="relevant"' in page and 'name="verdict" value="not-relevant"' in page
+    assert client.get(f"/api/stories/{story['story_id']}").json()["story"]["label"] is None
+    article = client.get(f"/articles/{story['article_id']}").text
+    assert f'action="/articles/{story["article_id"]}/label"' in article and "Not relevant</button>" in article
+

@@ -1,9 +1,10 @@
-"""The command line: `monitor run`, `poll`, `worker`, `migrate`, `status`, `digest`, `demo`, `export`, `score`, `eval`, `rescore`, `serve`, `search`."""
+"""The command line: `monitor run`, `poll`, `worker`, `migrate`, `status`, `digest`, `demo`, `export`, `score`, `eval`, `rescore`, `label`, `train`, `serve`, `search`."""
 
 # Each module adds its commands to app; `monitor --help` lists them in this order.
 from monitor.cli import service  # noqa: F401  isort: skip
 from monitor.cli import distributed  # noqa: F401  isort: skip
 from monitor.cli import articles  # noqa: F401  isort: skip
+from monitor.cli import reader  # noqa: F401  isort: skip
 from monitor.cli import archive  # noqa: F401  isort: skip
 from monitor.cli.common import app
 

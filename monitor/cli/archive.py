@@ -38,8 +38,8 @@ def serve(
     """The archive: search pages and the JSON API (/api/search; documented at /docs)."""
     import uvicorn
 
+    from monitor.deps import utcnow
     from monitor.metrics import store_registry
-    from monitor.pipeline import utcnow
     from monitor.store.search import VectorIndex
     from monitor.web.app import create_app
 

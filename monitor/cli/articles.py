@@ -10,11 +10,11 @@ from typing import Annotated, Optional
 import typer
 
 from monitor.classify import Document, read_labelled
+from monitor.deps import utcnow
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.export import write_atom, write_csv, write_jsonl
-from monitor.passes import rescore_all
-from monitor.pipeline import utcnow
-from monitor.store import repository as repo
+from monitor.rescore import rescore_all, settle_all
+from monitor.store.views import export_rows
 from monitor.cli.common import (
     app,
     build_scorer,
@@ -45,7 +45,7 @@ def export(
     stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         with app_.sessions() as session:
-            writers[format](repo.export_rows(session, topic=topic_name, relevant_only=relevant_only), stream)
+            writers[format](export_rows(session, topic=topic_name, relevant_only=relevant_only), stream)
     finally:
         if output:
             stream.close()
@@ -73,13 +73,13 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score JSON Lines against a topic: one JSON line out per line in, in order."""
-    settings, loaded = configure(config)
-    spec = topic_spec(loaded, topic)
+    app_ = load_app(config)  # the store holds the readers' labels the model learns from
+    settings, spec = app_.settings, topic_spec(app_.config, topic)
     stream = sys.stdin if file == "-" else open(file, encoding="utf-8")
     with stream:
         items = _read_jsonl(stream)
     embedder = SentenceTransformerEmbedder.from_settings(settings)
-    scorer = build_scorer(spec, embedder, settings)
+    scorer = build_scorer(spec, embedder, settings, app_.sessions)
     good = [item for item, _ in items if item is not None]
     documents = [Document(str(item.get("title") or ""), str(item.get("text") or "")) for item in good]
     verdicts = iter(scorer.score(documents, embedder.embed([d.for_embedding for d in documents])))
@@ -153,13 +153,20 @@ def evaluate(
 @app.command()
 def rescore(
     topic: Annotated[Optional[str], typer.Option("--topic", help="Only this topic (default: every topic).")] = None,
+    database: DatabaseOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Score every stored article again with the current topic definitions, without fetching anything."""
-    app_ = load_app(config)
+    """Score every stored article again with the current topic models (after a definition changed or `monitor train`),
+    without fetching anything; a reader's label wins over the model, and each story's relevance follows."""
+    app_ = load_app(config, database=database)
     topics = [topic_spec(app_.config, topic)] if topic else app_.config.topics
     embedder = SentenceTransformerEmbedder.from_settings(app_.settings)
-    scorers = [build_scorer(t, embedder, app_.settings) for t in topics]
+    scorers = [build_scorer(t, embedder, app_.settings, app_.sessions) for t in topics]
     counts = rescore_all(app_.sessions, scorers, embedder, now=utcnow())
     for name, (total, relevant) in counts.items():
         typer.echo(f"{name}: {total} articles scored, {relevant} relevant")
+    settled = settle_all(app_.sessions, now=utcnow())
+    typer.echo(
+        f"stories: {settled.turned_on} became relevant (no alerts sent for them), {settled.turned_off} no longer relevant "
+        f"({settled.withdrawn} alerts still owed for them withdrawn)"
+    )

@@ -20,17 +20,20 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.classify import TopicScorer, read_labelled
-from monitor.config import Config, ConfigError, Settings, TopicSpec, load_config
+from monitor.classify import Labelled, TopicScorer, read_labelled, reader_item
+from monitor.config import ConfigError, Settings, load_config
+from monitor.dedup import Deduper
+from monitor.delivery import MailChannel, Sender, SlackChannel
+from monitor.deps import Deps, Timings, utcnow
+from monitor.domain import Config, TopicSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
-from monitor.notify.email import Mailer
-from monitor.notify.outbox import MailChannel, Sender, SlackChannel
-from monitor.notify.slack import SlackWebhook
-from monitor.dedup import Deduper
 from monitor.metrics import PipelineMetrics
-from monitor.pipeline import Deps, Timings, utcnow
+from monitor.notify.email import Mailer
+from monitor.notify.slack import SlackWebhook
 from monitor.placement import load_deduper
+from monitor.spikes import SpikeRule
+from monitor.store import feedback
 from monitor.store.db import make_engine, session_factory, upgrade
 
 log = logging.getLogger("monitor")
@@ -85,13 +88,27 @@ def load_app(config_path: Path | None, *, verbose: bool = False, database: str |
     return App(settings, config, session_factory(engine))
 
 
-def build_scorer(topic: TopicSpec, embedder, settings: Settings) -> TopicScorer:
-    training = [item for path in topic.training for item in read_labelled(path)]
+def shipped_training(topic: TopicSpec) -> list[Labelled]:
+    return [item for path in topic.training for item in read_labelled(path)]
+
+
+def readers_training(sessions: sessionmaker[Session], topic: TopicSpec, *, folded_only: bool = True) -> list[Labelled]:
+    """The readers' labelled articles as training items: those `monitor train` folded in (or all of them)."""
+    with sessions() as session:
+        items = feedback.training_items(session, topic=topic.name, folded_only=folded_only)
+    return [reader_item(i.key, i.title, i.text, i.relevant) for i in items]
+
+
+def build_scorer(topic: TopicSpec, embedder, settings: Settings, sessions: sessionmaker[Session] | None = None) -> TopicScorer:
+    """The topic's scorer, trained on its training files and, given the store, the labels `monitor train` folded in."""
+    training = shipped_training(topic)
+    if training and sessions is not None:
+        training += readers_training(sessions, topic)
     return TopicScorer(topic, embedder, training=training, cache_dir=settings.model_cache)
 
 
-def build_scorers(config: Config, embedder, settings: Settings) -> list[TopicScorer]:
-    return [build_scorer(topic, embedder, settings) for topic in config.topics]
+def build_scorers(config: Config, embedder, settings: Settings, sessions: sessionmaker[Session] | None = None) -> list[TopicScorer]:
+    return [build_scorer(topic, embedder, settings, sessions) for topic in config.topics]
 
 
 def build_sender(app: App, settings: Settings | None = None) -> Sender:
@@ -100,7 +117,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
     outputs = app.config.outputs
     slack, webhooks = [], {}
     for route in outputs.slack:
-        url = route.url(settings)
+        url = settings.webhook_url(route.webhook)
         if not url:
             log.info("Slack route %s: %s is not set, so it sends nothing", route.name, route.webhook)
             continue
@@ -134,6 +151,7 @@ def build_sender(app: App, settings: Settings | None = None) -> Sender:
         max_backoff=settings.delivery_max_backoff,
         claim_seconds=settings.delivery_claim,
         titles={topic.name: topic.title for topic in app.config.topics if topic.title},
+        spike_rule=SpikeRule.from_settings(settings),
     )
 
 
@@ -166,7 +184,7 @@ def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | N
             sessions=app.sessions,
             fetcher=Fetcher.from_settings(client, settings),
             embedder=embedder,
-            scorers=build_scorers(app.config, embedder, settings),
+            scorers=build_scorers(app.config, embedder, settings, app.sessions),
             deduper=deduper,
             on_relevant_story=sender.owe_story if sender else None,
             wake_sender=wake,

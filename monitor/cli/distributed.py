@@ -9,14 +9,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from monitor.notify.outbox import Sender
-from monitor.pipeline import utcnow
+from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
+from monitor.delivery import Sender
+from monitor.deps import utcnow
+from monitor.domain import POLL_QUEUE
+from monitor.hostpool import HostPool
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
-from monitor.hostpool import HostPool
-from monitor.metrics import POLL_QUEUE
 from monitor.tasks import enqueue_due, listen_for_wakes, make_celery, queue_state, register_poll, sender_waker, worker_name
-from monitor.cli.common import App, ConfigOption, VerboseOption, app, build_sender, err, load_app, log, pipeline_deps
 
 
 def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:

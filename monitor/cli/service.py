@@ -16,19 +16,21 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from monitor.config import LOOPBACK_NETWORKS, FeedSpec, Settings
-from monitor.domain import FeedOutcome
+
+from monitor.cli.distributed import print_queue_state, schedule_forever
+from monitor.config import LOOPBACK_NETWORKS, Settings
+from monitor.delivery import Report, digest_day
+from monitor.deps import Deps, utcnow
+from monitor.domain import FeedOutcome, FeedSpec, span
 from monitor.hostpool import HostPool
 from monitor.notify.digest import to_email
-from monitor.notify.outbox import Report, digest_day
 from monitor.passes import run_pass
-from monitor.pipeline import Deps, utcnow
+from monitor.spike_watch import detect_spikes, sentence as spike_sentence
 from monitor.scheduler import PollTally, build_scheduler, most_failed, serve_forever
 from monitor.store import outbox
-from monitor.store.db import make_engine, schema_problem, upgrade
 from monitor.store import repository as repo
-from monitor.cli.distributed import print_queue_state, schedule_forever
-from monitor.store.models import Feed
+from monitor.store.db import make_engine, schema_problem, upgrade
+from monitor.store.views import export_rows
 from monitor.cli.common import (
     App,
     app,
@@ -82,7 +84,7 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
         typer.echo(alarm)
 
 
-def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
+def _startup_summary(app_: App, feeds: list[repo.FeedStatus], *, service: bool) -> None:
     """What one needs to know at start: the feeds, the store, the model, the archive, and (for the service) what waits."""
     settings, config = app_.settings, app_.config
     log.info("%d feed%s from %s; topics: %s", len(feeds), "" if len(feeds) == 1 else "s", settings.config, ", ".join(t.name for t in config.topics))
@@ -103,7 +105,7 @@ def _startup_summary(app_: App, feeds: list[Feed], *, service: bool) -> None:
             )  # fmt: skip
 
 
-def _active_feeds(app_: App) -> list[Feed]:
+def _active_feeds(app_: App) -> list[repo.FeedStatus]:
     """The feeds of feeds.yaml, after bringing the feeds table in line with it."""
     with app_.sessions.begin() as session:
         repo.sync_feeds(session, app_.config.feeds, now=utcnow())
@@ -111,12 +113,14 @@ def _active_feeds(app_: App) -> list[Feed]:
         return [f for f in repo.feeds_overview(session) if f.active]
 
 
-def _poll_now(app_: App, feeds: list[Feed]) -> None:
+def _poll_now(app_: App, feeds: list[repo.FeedStatus]) -> None:
     """One pass over these feeds whatever their next due time, then what the outbox owes."""
     stop = stop_on_signals()
     sender = build_sender(app_)
     with pipeline_deps(app_, sender=sender) as deps:
         _summary(_pass_with_progress([f.id for f in feeds], deps, stop))
+        for spike in detect_spikes(sender):
+            typer.echo(f"coverage spike: {spike_sentence(sender, spike)}")
         _delivery_summary(sender.deliver_due())
 
 
@@ -202,15 +206,16 @@ def migrate(
 
 @app.command()
 def status(database: DatabaseOption = None, config: ConfigOption = None) -> None:
-    """Feeds with their last success, last error and next due time; the alerts and digests owed, sent and failed."""
+    """Feeds with their last success, last error, interval (and why) and next due time; the alerts and digests owed, sent and failed."""
     app_ = load_app(config, database=database)
     with app_.sessions() as session:
         feeds = repo.feeds_overview(session)
         counts = repo.article_counts(session)
     table = Table(title="feeds")
-    for column in ("feed", "active", "articles", "last success", "errors", "last error", "next due"):
+    for column in ("feed", "active", "articles", "last success", "errors", "last error", "interval", "why", "next due"):
         table.add_column(column)
     for feed in feeds:
+        interval = feed.poll_interval or feed.interval_seconds
         table.add_row(
             feed.name,
             "yes" if feed.active else "no",
@@ -218,6 +223,8 @@ def status(database: DatabaseOption = None, config: ConfigOption = None) -> None
             format_when(feed.last_success_at),
             str(feed.error_count),
             (feed.last_error or "")[:80],
+            span(interval),
+            feed.poll_reason or "configured; chosen at the first poll",
             format_when(feed.next_due_at) if feed.active else "-",
         )
     console = Console(width=200)
@@ -280,7 +287,7 @@ def digest(
         if run.status != "pending" and not force:
             err.print(f"the {name} digest of {day} was already {run.status} at {format_when(run.sent_at)}; --force sends it again")
             raise typer.Exit(1)
-        run.status, run.due_at = "pending", utcnow()
+        outbox.reopen_digest(session, run.id, now=utcnow())
     report = Report()
     sender.deliver_digests(report)
     _delivery_summary(report)
@@ -322,7 +329,7 @@ def demo(
     _delivery_summary(report)
     topic = app_.config.topics[0].name
     with app_.sessions() as session:
-        found = [row for row in repo.export_rows(session, topic=topic, relevant_only=True)]
+        found = [row for row in export_rows(session, topic=topic, relevant_only=True)]
     typer.echo(f"\non-topic articles found ({topic}): {len(found)}")
     for row in sorted(found, key=lambda r: -r["score"]):
         tags = ", ".join(row["vendors"] + row["countries"] + row["actions"])

@@ -12,8 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from monitor.config import DEFAULT_SUBJECT, check_subject_template
-from monitor.domain import StoryView, http_link
+from monitor.domain import DEFAULT_SUBJECT, StoryView, check_subject_template, http_link
 from monitor.labels import (
     action_heading,
     action_weight,
@@ -153,10 +152,12 @@ def build_digest(
     archive_url: str | None = None,
     timezone: str = "UTC",
     title: str | None = None,
+    spikes: list[str] | tuple[str, ...] = (),
 ) -> Digest:
     """The day's email: a header with counts, the headlines, the stories grouped and ranked, every source linked; a short note when there is nothing.
 
-    title is the topic's title from feeds.yaml (default: its name in words), used in the subject and heading.
+    title is the topic's title from feeds.yaml (default: its name in words), used in the subject and heading; spikes are
+    the sentences of the coverage spikes found since the last digest, which open it.
     """
     check_subject_template(subject_template)
     topic = topic_title(topic, title)
@@ -182,6 +183,7 @@ def build_digest(
         "archive_url": archive_url,
         "generated": short_time(now, zone),
         "timezone": timezone,
+        "spikes": list(spikes),
     }
     env = _environment()
     text = env.get_template("digest.txt").render(context)

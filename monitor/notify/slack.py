@@ -6,7 +6,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from urllib.error import URLError
 from urllib.parse import urlsplit
 
@@ -16,6 +15,7 @@ from slack_sdk.webhook import WebhookClient
 
 from monitor.domain import StoryView, http_link
 from monitor.labels import action_label, as_utc, country_label, evidence, plural, short_time, shorten, tag_labels
+from monitor.times import parse_retry_after
 
 log = logging.getLogger(__name__)
 # slack-sdk logs the full webhook URL (a secret) at DEBUG and every failed attempt at ERROR; our errors say it all.
@@ -181,27 +181,30 @@ def batch_message(
     return escape(shorten(f"{heading}: {titles}", TEXT_CHARS)), blocks
 
 
+def spike_message(sentence: str, *, topic: str = "", archive_link: str | None = None) -> tuple[str, list[dict]]:
+    """A coverage spike as (notification text, blocks): the sentence ("Hikvision: 9 stories today against 1.2 a day"),
+    the topic, and a button to that day's stories in the archive."""
+    blocks: list[dict] = [{"type": "section", "text": {"type": "mrkdwn", "text": f"📈 *{escape(shorten(sentence, SECTION_CHARS - 40))}*"}}]
+    if topic:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Coverage spike · *Topic* {escape(shorten(topic, SECTION_CHARS - 40))}"}]})
+    if archive_link and http_link(archive_link):
+        button = {"type": "button", "text": {"type": "plain_text", "text": "See the stories"}, "url": archive_link}
+        blocks.append({"type": "actions", "elements": [button]})
+    return escape(shorten(f"Coverage spike: {sentence}", TEXT_CHARS)), blocks
+
+
 def redact(url: str) -> str:
     """A webhook URL is a secret: show its host and last four characters only."""
     host = urlsplit(url).hostname or "?"
     return f"{host}/…{url[-4:]}"
 
 
-def retry_after(headers: dict[str, list[str]] | dict[str, str]) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date); None when absent or unreadable."""
+def retry_after(headers: dict[str, list[str]] | dict[str, str], now: datetime) -> float | None:
+    """Seconds from the Retry-After header among slack-sdk's headers (its values may be lists); None when absent or unreadable."""
     value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
     if isinstance(value, list):
         value = value[0] if value else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (as_utc(parsedate_to_datetime(value)) - datetime.now(timezone.utc)).total_seconds())
-    except (TypeError, ValueError):
-        return None
+    return parse_retry_after(value, now)
 
 
 class _WaitTooLong(Exception):
@@ -234,13 +237,13 @@ class _ConnectionErrors(_Backoff, ConnectionErrorRetryHandler):
 class _RateLimit(RateLimitErrorRetryHandler):
     """slack-sdk's handler reads Retry-After as an integer and sleeps however long it says; this one caps the wait."""
 
-    def __init__(self, max_retry_count: int, max_wait: float, sleep: Callable[[float], None]):
+    def __init__(self, max_retry_count: int, max_wait: float, sleep: Callable[[float], None], now: Callable[[], datetime]):
         super().__init__(max_retry_count=max_retry_count)
         self.max_wait = max_wait
-        self.sleep = sleep
+        self.sleep, self.now = sleep, now
 
     def prepare_for_next_attempt(self, *, state, request, response=None, error=None) -> None:
-        wait = retry_after(response.headers if response is not None else {})
+        wait = retry_after(response.headers if response is not None else {}, self.now())
         wait = 1.0 if wait is None else wait
         if wait > self.max_wait:
             raise _WaitTooLong(wait)
@@ -263,6 +266,7 @@ class SlackWebhook:
         name: str | None = None,
         min_interval: float = MIN_INTERVAL,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ):
         if not url.lower().startswith(("http://", "https://")):
             raise ValueError(f"a Slack webhook URL must start with https:// (got one starting {url[:8]!r})")
@@ -274,11 +278,11 @@ class SlackWebhook:
         server.sleep = connection.sleep = sleep
         SDK_LOG.setLevel(logging.CRITICAL)
         self._client = WebhookClient(
-            url, timeout=timeout, logger=SDK_LOG, retry_handlers=[_RateLimit(retries, max_wait, sleep), server, connection]
+            url, timeout=timeout, logger=SDK_LOG, retry_handlers=[_RateLimit(retries, max_wait, sleep, now), server, connection]
         )
         self.label = f"Slack webhook{f' for route {name}' if name else ''} ({redact(url)})"
         self.min_interval = min_interval
-        self._sleep, self._clock = sleep, clock
+        self._sleep, self._clock, self._now = sleep, clock, now  # clock spaces the posts; now is the wall clock of Retry-After's dates
         self._last_post = float("-inf")
 
     def send(self, text: str, blocks: list[dict]) -> None:
@@ -306,7 +310,7 @@ class SlackWebhook:
     def _error(self, status: int, body: str, headers: dict) -> SlackError:
         code = shorten(body, 200) or "(no body)"
         if status == 429:
-            wait = retry_after(headers)
+            wait = retry_after(headers, self._now())
             return SlackError(f"{self.label} is still rate limited (429) after {plural(self.attempts, 'attempt')}", permanent=False, status=status, retry_after=wait)
         if status >= 500:
             return SlackError(f"{self.label} answered {status} {code} after {plural(self.attempts, 'attempt')}: Slack is having trouble", permanent=False, status=status)

@@ -10,18 +10,26 @@ from sqlalchemy.orm import Session
 from monitor.store.models import Feed
 
 PLACEMENT_LOCK = 0x6D6F6E69746F72  # "monitor": the advisory lock key that serialises story placement
+FEEDS_LOCK = PLACEMENT_LOCK + 1  # serialises bringing the feeds table in line with feeds.yaml
+
+
+def _hold(session: Session, key: int) -> None:
+    """PostgreSQL: a transaction-level advisory lock. SQLite: its one write lock, taken now rather than at the
+    first insert (the effect of BEGIN IMMEDIATE), so the reads that follow see every write before ours."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+    else:
+        session.execute(text("UPDATE feeds SET id = id WHERE 0"))
 
 
 def lock_placement(session: Session) -> None:
-    """Hold the placement lock until the caller's transaction ends: one process places articles at a time.
+    """Hold the placement lock until the caller's transaction ends: one process places articles at a time."""
+    _hold(session, PLACEMENT_LOCK)
 
-    PostgreSQL: a transaction-level advisory lock. SQLite: its one write lock, taken now rather than at the
-    first insert (the effect of BEGIN IMMEDIATE), so the reads that follow see every placement before ours.
-    """
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PLACEMENT_LOCK})
-    else:
-        session.execute(text("UPDATE feeds SET id = id WHERE 0"))
+
+def lock_feeds(session: Session) -> None:
+    """Hold the feeds lock until the caller's transaction ends: processes started at once add each feed once."""
+    _hold(session, FEEDS_LOCK)
 
 
 def _free(now: datetime):

@@ -51,7 +51,12 @@ class Feed(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     url: Mapped[str] = mapped_column(Text)
-    interval_seconds: Mapped[int] = mapped_column(Integer)
+    interval_seconds: Mapped[int] = mapped_column(Integer)  # configured: where polling starts
+    min_interval_seconds: Mapped[int | None] = mapped_column(Integer)  # the feed's own bounds; None: the settings'
+    max_interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    poll_interval: Mapped[int | None] = mapped_column(Integer)  # the interval chosen at the last poll (cadence.py)
+    poll_reason: Mapped[str | None] = mapped_column(Text)  # why: "3.2 items/day → 1 h 52 min", "ttl 1 h (…)"
+    poll_hints: Mapped[list | None] = mapped_column(JSON)  # the document's own hints, [[source, seconds], …]
     language: Mapped[str | None] = mapped_column(String(16))
     tags: Mapped[list] = mapped_column(JSON, default=list)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
@@ -199,3 +204,59 @@ class DigestRun(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)  # a sender is sending it until then
     claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Spike(Base):
+    """A day on which a topic, a vendor or a country within it drew far more new stories than usual: found once, kept."""
+
+    __tablename__ = "spikes"
+    __table_args__ = (UniqueConstraint("topic", "dimension", "value", "day", name="uq_spikes_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100))
+    dimension: Mapped[str] = mapped_column(String(16))  # topic, vendor or country
+    value: Mapped[str] = mapped_column(String(200))  # the topic's name, the vendor or the country code
+    day: Mapped[str] = mapped_column(String(10), index=True)  # the day in the digest's time zone
+    stories: Mapped[int] = mapped_column(Integer)  # new stories that day, as last counted
+    baseline: Mapped[float] = mapped_column(Float)  # new stories a day before it
+    p_value: Mapped[float] = mapped_column(Float)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SpikeDelivery(Base):
+    """The outbox of spikes: one owed to each Slack route and to the next digest, claimed and marked like a story's."""
+
+    __tablename__ = "spike_deliveries"
+    __table_args__ = (UniqueConstraint("spike_id", "channel", "route", name="uq_spike_deliveries_target"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spike_id: Mapped[int] = mapped_column(ForeignKey("spikes.id", ondelete="CASCADE", name="fk_spike_deliveries_spike_id_spikes"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # "slack" or "digest"
+    route: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(8), index=True)  # pending, sent or failed (given up)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    digest_day: Mapped[str | None] = mapped_column(String(10), index=True)  # the digest that carried it
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+
+
+class Label(Base):
+    """A reader's verdict on an article or a story for one topic: it wins over the model's, and `monitor train`
+    folds it into the topic's training. Kept as a history: the newest label of a target is the one that counts."""
+
+    __tablename__ = "labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    topic: Mapped[str] = mapped_column(String(100), index=True)
+    article_id: Mapped[int | None] = mapped_column(ForeignKey("articles.id", ondelete="CASCADE"), index=True)
+    story_id: Mapped[int | None] = mapped_column(ForeignKey("stories.id", ondelete="CASCADE"), index=True)
+    relevant: Mapped[bool] = mapped_column(Boolean)
+    labelled_by: Mapped[str] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    folded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # when `monitor train` took it into the training set

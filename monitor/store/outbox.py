@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Delivery, DigestRun, StoryTopic
@@ -32,6 +32,24 @@ class DueDigest:
     topic: str
     day: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class DigestState:
+    """One day's digest of one topic, as `monitor status` and `monitor digest` read it."""
+
+    id: int
+    topic: str
+    day: str
+    status: str
+    stories: int
+    due_at: datetime
+    sent_at: datetime | None
+    last_error: str | None
+
+    @classmethod
+    def of(cls, run: DigestRun) -> DigestState:
+        return cls(run.id, run.topic, run.day, run.status, run.stories, run.due_at, run.sent_at, run.last_error)
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,17 @@ def owe(session: Session, *, channel: str, route: str, topic: str, story_id: int
     return True
 
 
+def withdraw(session: Session, *, story_id: int, topic: str) -> int:
+    """Forget what is still owed for a story that is no longer relevant (a reader said so, or the retrained model);
+    what was sent stays sent. Should the story become relevant again, it is owed again."""
+    result = session.execute(
+        delete(Delivery)
+        .where(Delivery.story_id == story_id, Delivery.topic == topic, Delivery.status == "pending")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount or 0
+
+
 def _unclaimed(table, now: datetime):
     return or_(table.claimed_until.is_(None), table.claimed_until < now)
 
@@ -119,19 +148,20 @@ def due_deliveries(session: Session, *, channel: str, now: datetime, limit: int 
     return [Owed(r.id, r.route, r.topic, r.story_id, r.attempts, r.held) for r in rows]
 
 
-def mark_sent(session: Session, ids: list[int], *, now: datetime, digest_day: str | None = None) -> None:
+def mark_sent(session: Session, ids: list[int], *, now: datetime, digest_day: str | None = None, table=Delivery) -> None:
+    """Deliveries (or, with table, another outbox's rows: spikes) sent: settled, their claims released."""
     session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(ids))
+        update(table)
+        .where(table.id.in_(ids))
         .values(status="sent", sent_at=now, last_error=None, digest_day=digest_day, claimed_until=None, claimed_by=None)
     )
 
 
-def mark_failed(session: Session, ids: list[int], *, error: str, retry_at: datetime | None) -> None:
+def mark_failed(session: Session, ids: list[int], *, error: str, retry_at: datetime | None, table=Delivery) -> None:
     """A failed attempt: retried at retry_at, or given up (status failed) when retry_at is None."""
-    values = {"attempts": Delivery.attempts + 1, "last_error": error, "claimed_until": None, "claimed_by": None}
+    values = {"attempts": table.attempts + 1, "last_error": error, "claimed_until": None, "claimed_by": None}
     values |= {"due_at": retry_at} if retry_at else {"status": "failed"}
-    session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(**values))
+    session.execute(update(table).where(table.id.in_(ids)).values(**values))
 
 
 def digest_deliveries(session: Session, *, topic: str, day: str, until: datetime) -> list[Owed]:
@@ -153,18 +183,19 @@ def digest_deliveries(session: Session, *, topic: str, day: str, until: datetime
     return [Owed(r.id, r.route, r.topic, r.story_id, r.attempts, r.held) for r in sorted(rows.values(), key=lambda r: r.id)]
 
 
-def digest_run(session: Session, *, topic: str, day: str) -> DigestRun | None:
-    return session.scalar(select(DigestRun).where(DigestRun.topic == topic, DigestRun.day == day))
-
-
-def plan_digest(session: Session, *, topic: str, day: str, due_at: datetime, now: datetime) -> DigestRun:
-    """The day's digest row, created pending when it does not exist yet (a second call is a no-op)."""
-    run = digest_run(session, topic=topic, day=day)
+def plan_digest(session: Session, *, topic: str, day: str, due_at: datetime, now: datetime) -> DigestState:
+    """The day's digest, created pending when it does not exist yet (a second call is a no-op)."""
+    run = session.scalar(select(DigestRun).where(DigestRun.topic == topic, DigestRun.day == day))
     if run is None:
         run = DigestRun(topic=topic, day=day, status="pending", attempts=0, due_at=due_at, stories=0, created_at=now)
         session.add(run)
         session.flush()
-    return run
+    return DigestState.of(run)
+
+
+def reopen_digest(session: Session, run_id: int, *, now: datetime) -> None:
+    """Make a digest already sent (or skipped, or failed) due again now: `monitor digest --force`."""
+    session.execute(update(DigestRun).where(DigestRun.id == run_id).values(status="pending", due_at=now))
 
 
 def due_digests(session: Session, *, now: datetime) -> list[DueDigest]:
@@ -227,5 +258,6 @@ def outbox_problems(session: Session, *, limit: int = 20) -> list[OutboxRow]:
     return rows
 
 
-def recent_digests(session: Session, *, limit: int = 5) -> list[DigestRun]:
-    return list(session.scalars(select(DigestRun).order_by(DigestRun.day.desc(), DigestRun.id.desc()).limit(limit)))
+def recent_digests(session: Session, *, limit: int = 5) -> list[DigestState]:
+    query = select(DigestRun).order_by(DigestRun.day.desc(), DigestRun.id.desc()).limit(limit)
+    return [DigestState.of(run) for run in session.scalars(query)]

@@ -8,12 +8,14 @@ from datetime import datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
-from monitor.config import FeedSpec
-from monitor.domain import Candidate, TopicVerdict
+from monitor.domain import Candidate, FeedSpec, PollHint, TopicVerdict
+from monitor.store.leases import lock_feeds
+from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Feed, FetchFailure, Story, StoryTopic
 from monitor.store.terms import unmarked
+from monitor.times import article_time
 
 URL_BATCH = 500
 
@@ -32,6 +34,42 @@ class FeedState:
     content_hash: str | None
     last_full_fetch_at: datetime | None
     error_count: int
+    created_at: datetime | None = None
+    poll_interval: int | None = None  # chosen at the last poll; None before the first
+    min_interval: int | None = None
+    max_interval: int | None = None
+    hints: tuple[PollHint, ...] = ()  # the feed document's, from its last parse
+
+    @property
+    def current_interval(self) -> int:
+        """The interval in force: the one chosen at the last poll, else the configured one."""
+        return self.poll_interval or self.interval_seconds
+
+
+@dataclass(frozen=True)
+class FeedStatus:
+    """A feed's row as its readers see it: what it is, whether it is polled, and how its last polls went."""
+
+    id: int
+    name: str
+    url: str
+    interval_seconds: int
+    active: bool
+    created_at: datetime
+    next_due_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    error_count: int
+
+
+@dataclass(frozen=True)
+class ArticleText:
+    """What rescoring reads of a stored article."""
+
+    id: int
+    title: str
+    text: str
+    embedding: bytes | None
 
 
 @dataclass(frozen=True)
@@ -65,6 +103,7 @@ class RecentArticle:
 def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) -> None:
     """Make the feeds table follow the config: add, update, and deactivate what is gone (keeping its articles)."""
     specs = list(specs)
+    lock_feeds(session)
     existing = {feed.name: feed for feed in session.scalars(select(Feed))}
     for spec in specs:
         feed = existing.get(spec.name)
@@ -74,6 +113,8 @@ def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) ->
                     name=spec.name,
                     url=spec.url,
                     interval_seconds=spec.interval,
+                    min_interval_seconds=spec.min_interval,
+                    max_interval_seconds=spec.max_interval,
                     language=spec.language,
                     tags=spec.tags,
                     active=True,
@@ -86,7 +127,12 @@ def sync_feeds(session: Session, specs: Iterable[FeedSpec], *, now: datetime) ->
         if feed.url != spec.url:
             feed.etag = feed.last_modified = feed.content_hash = None
             feed.next_due_at = now
-        feed.url, feed.interval_seconds, feed.language, feed.tags = spec.url, spec.interval, spec.language, spec.tags
+        cadence = (spec.interval, spec.min_interval, spec.max_interval)
+        if cadence != (feed.interval_seconds, feed.min_interval_seconds, feed.max_interval_seconds):
+            feed.poll_interval = feed.poll_reason = None  # chosen again at a poll made now, within the new bounds
+            feed.next_due_at = now
+        feed.interval_seconds, feed.min_interval_seconds, feed.max_interval_seconds = cadence
+        feed.url, feed.language, feed.tags = spec.url, spec.language, spec.tags
         feed.active = True
     names = {spec.name for spec in specs}
     for name, feed in existing.items():
@@ -117,6 +163,11 @@ def feed_state(session: Session, feed_id: int) -> FeedState:
         content_hash=feed.content_hash,
         last_full_fetch_at=feed.last_full_fetch_at,
         error_count=feed.error_count,
+        created_at=feed.created_at,
+        poll_interval=feed.poll_interval,
+        min_interval=feed.min_interval_seconds,
+        max_interval=feed.max_interval_seconds,
+        hints=tuple(PollHint(source, seconds) for source, seconds in feed.poll_hints or []),
     )
 
 
@@ -146,7 +197,8 @@ def record_page_failures(session: Session, feed_id: int, failures: list[tuple[st
 
 
 def record_feed_success(session: Session, feed_id: int, *, now: datetime, next_due: datetime, **state) -> None:
-    """Mark a poll that worked; state holds the etag, last_modified, content_hash and full-fetch time to keep."""
+    """Mark a poll that worked; state holds the etag, last_modified, content_hash, full-fetch time, the interval chosen
+    (poll_interval, poll_reason) and the document's hints (poll_hints) to keep."""
     session.execute(
         update(Feed)
         .where(Feed.id == feed_id)
@@ -232,7 +284,9 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
     return ids
 
 
-def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> None:
+def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> list[TopicVerdict]:
+    """The model's verdicts, where a reader's label on the article or its story says otherwise with the reader's word."""
+    verdicts = feedback.labels_bearing_on(session, article_id=article_id, story_id=session.get_one(Article, article_id).story_id).verdicts(verdicts)
     for verdict in verdicts:
         session.merge(
             ArticleTopic(
@@ -247,34 +301,42 @@ def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict
                 scored_at=now,
             )
         )
+    return verdicts
 
 
-def articles_after(session: Session, after_id: int, *, limit: int) -> list[Article]:
+def articles_after(session: Session, after_id: int, *, limit: int) -> list[ArticleText]:
     """A page of stored articles in id order, for work over the whole store."""
-    return list(session.scalars(select(Article).where(Article.id > after_id).order_by(Article.id).limit(limit)))
+    query = select(Article.id, Article.title, Article.text, Article.embedding).where(Article.id > after_id).order_by(Article.id).limit(limit)
+    return [ArticleText(*row) for row in session.execute(query)]
 
 
 def recent_articles(session: Session, *, since: datetime, topic: str, after_id: int = 0) -> Iterator[RecentArticle]:
-    """Articles fetched since a time (and stored after an id), oldest first, with one topic's tags: the deduper's indexes."""
+    """Articles fetched since a time (and stored after an id), oldest first, with one topic's tags: the deduper's indexes.
+
+    Only the columns the indexes need (no text): a busy week is tens of thousands of rows, read on every start.
+    """
     query = (
-        select(Article, ArticleTopic)
+        select(
+            Article.id, Article.story_id, Article.duplicate_of_id, Article.copy_kind, Article.content_hash, Article.minhash,
+            Article.embedding, Article.published_at, Article.fetched_at, ArticleTopic.vendors, ArticleTopic.countries, ArticleTopic.actions,
+        )
         .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
         .where(Article.fetched_at >= since, Article.id > after_id)
         .order_by(Article.id)
-    )
-    for article, verdict in session.execute(query).yield_per(1000):
+    )  # fmt: skip
+    for row in session.execute(query).yield_per(1000):
         yield RecentArticle(
-            id=article.id,
-            story_id=article.story_id,
-            duplicate_of_id=article.duplicate_of_id,
-            copy_kind=article.copy_kind,
-            content_hash=article.content_hash,
-            minhash=article.minhash,
-            embedding=article.embedding,
-            when=article.published_at if article.published_at and article.published_at <= article.fetched_at else article.fetched_at,
-            vendors=verdict.vendors if verdict else [],
-            countries=verdict.countries if verdict else [],
-            actions=verdict.actions if verdict else [],
+            id=row.id,
+            story_id=row.story_id,
+            duplicate_of_id=row.duplicate_of_id,
+            copy_kind=row.copy_kind,
+            content_hash=row.content_hash,
+            minhash=row.minhash,
+            embedding=row.embedding,
+            when=article_time(row.published_at, row.fetched_at),
+            vendors=row.vendors or [],
+            countries=row.countries or [],
+            actions=row.actions or [],
         )
 
 
@@ -327,63 +389,38 @@ def place_article(
         if earlier and copy_kind is None:
             story.title, story.url, story.published_at = article.title, article.url, article.published_at
     article.story_id = story.id
-    return story.id, update_story_topics(session, story.id, verdicts, now=now, new=story_id is None)
+    if story_id is not None:
+        feedback.apply_labels(session, article_id=article_id, story_id=story_id)  # a story's label reaches its new article
+    return story.id, update_story_topics(session, story.id, verdicts, now=now, new=story_id is None, article_id=article_id)
 
 
 def update_story_topics(
-    session: Session, story_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False
+    session: Session, story_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False, article_id: int | None = None
 ) -> list[str]:
-    """Fold an article's verdicts into its story's; returns the topics for which the story just became relevant."""
+    """Fold an article's verdicts into its story's; returns the topics for which the story just became relevant.
+    A reader's label wins: on the story, over every article's verdict; on the article, over the model's for it."""
+    said = feedback.labels_bearing_on(session, article_id=None if new else article_id, story_id=None if new else story_id)
     newly_relevant = []
-    for verdict in verdicts:
+    for verdict in said.verdicts(verdicts):
         view = None if new else session.get(StoryTopic, (story_id, verdict.topic))
         if view is None:
             view = StoryTopic(story_id=story_id, topic=verdict.topic, score=verdict.score, relevant=False)
             session.add(view)
         view.score = max(view.score, verdict.score)
-        if verdict.relevant and not view.relevant:
+        if verdict.relevant and not view.relevant and said.story_allows(verdict.topic):
             view.relevant, view.relevant_since = True, now
             newly_relevant.append(verdict.topic)
     session.flush()
     return newly_relevant
 
 
-def feeds_overview(session: Session) -> list[Feed]:
-    return list(session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name)))
+def feeds_overview(session: Session) -> list[FeedStatus]:
+    """Every feed, active ones first, as `monitor status` and the scheduler read them."""
+    rows = session.scalars(select(Feed).order_by(Feed.active.desc(), Feed.name))
+    return [FeedStatus(**{name: getattr(row, name) for name in FeedStatus.__dataclass_fields__}) for row in rows]
 
 
 def article_counts(session: Session) -> dict[int, int]:
     return dict(session.execute(select(Article.feed_id, func.count()).group_by(Article.feed_id)).all())
 
 
-def export_rows(session: Session, *, topic: str, relevant_only: bool = False) -> Iterator[dict]:
-    """Every stored article with its verdict on one topic, oldest first."""
-    original = aliased(Article)
-    query = (
-        select(Article, Feed.name, ArticleTopic, original.url, original.text)
-        .outerjoin(Feed, Feed.id == Article.feed_id)
-        .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
-        .outerjoin(original, original.id == Article.duplicate_of_id)
-        .order_by(Article.id)
-    )
-    if relevant_only:
-        query = query.where(ArticleTopic.relevant.is_(True))
-    for article, source, verdict, original_url, original_text in session.execute(query).yield_per(200):
-        yield {
-            "url": article.url,
-            "title": article.title,
-            "source": source or article.site_name,
-            "published": article.published_at.isoformat() if article.published_at else None,
-            "text": original_text if article.copy_kind == "text" else article.text,
-            "text_source": article.text_source,
-            "topic": topic,
-            "score": verdict.score if verdict else None,
-            "relevant": verdict.relevant if verdict else None,
-            "story_id": article.story_id,
-            "duplicate_of": original_url,
-            "copy_kind": article.copy_kind,
-            "vendors": verdict.vendors if verdict else [],
-            "countries": verdict.countries if verdict else [],
-            "actions": verdict.actions if verdict else [],
-            "why": verdict.why if verdict else {},
-        }

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import numpy as np
-from sqlalchemy import Integer, Text, cast, column, func, literal_column, select, table, true
+from sqlalchemy import Integer, Text, and_, cast, column, func, literal_column, select, table, true
 from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
+from monitor.store.coverage import DailyCounts, daily_counts
 from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, story_date, story_filters
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet, unmarked
@@ -19,8 +20,8 @@ from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, near
 from monitor.store.views import outlet_name
 
 __all__ = [
-    "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
-    "filter_options", "is_search_index", "search", "similar_stories",
+    "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "DailyCounts", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
+    "coverage", "filter_options", "is_search_index", "search", "similar_stories",
 ]  # fmt: skip
 
 log = logging.getLogger(__name__)
@@ -95,15 +96,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     """
     _validate(query)
     dialect = session.get_bind().dialect.name
-    notices = []
-    text = " ".join(clean(query.q).split())
-    if len(text) > MAX_QUERY_CHARS:
-        text = text[:MAX_QUERY_CHARS]
-        notices.append(f"the query was cut to {MAX_QUERY_CHARS} characters")
-    terms = parse_terms(text) if text and query.mode != "meaning" else None
-    if terms is not None and not terms.include:
-        notices.append(f"no words to search for in “{_shorten(text)}”")
-        terms = None
+    text, terms, notices = _parse(query)
     vector = query_vector if text and query.mode != "words" else None
     if text and query.mode != "words" and vector is None:
         notices.append("no meaning search: the query has no vector")
@@ -141,6 +134,36 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     hits = _hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
     counts = facet_counts(session, query, matching) if facets else None
     return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None, facets=counts)
+
+
+def coverage(session: Session, query: SearchQuery, *, split: str, vectors: VectorIndex, query_vector: np.ndarray | None) -> DailyCounts:
+    """Stories per day of everything the query finds (not one page: every match, every filter applied), split by a tag."""
+    _validate(query)
+    dialect = session.get_bind().dialect.name
+    text, terms, _ = _parse(query)
+    filters = story_filters(query, dialect)
+    if not text:
+        found = true()
+    elif query.mode == "words" and terms is not None:
+        found = Story.id.in_(_word_matches(dialect, terms))
+    else:
+        words, meaning = _candidates(session, dialect, terms, query_vector if query.mode != "words" else None, filters, vectors)
+        found = Story.id.in_(sorted({row[0] for rows in (words, meaning) for row in rows}))
+    return daily_counts(session, and_(found, *filters), split=split)
+
+
+def _parse(query: SearchQuery) -> tuple[str, Terms | None, list[str]]:
+    """The query's text (cut to MAX_QUERY_CHARS), its word terms (None when words take no part), and notices for the reader."""
+    notices = []
+    text = " ".join(clean(query.q).split())
+    if len(text) > MAX_QUERY_CHARS:
+        text = text[:MAX_QUERY_CHARS]
+        notices.append(f"the query was cut to {MAX_QUERY_CHARS} characters")
+    terms = parse_terms(text) if text and query.mode != "meaning" else None
+    if terms is not None and not terms.include:
+        notices.append(f"no words to search for in “{_shorten(text)}”")
+        terms = None
+    return text, terms, notices
 
 
 def similar_stories(session: Session, story_id: int, *, topic: str, vectors: VectorIndex, k: int = 5) -> list[SearchHit]:

@@ -20,9 +20,11 @@ VECTOR_COLUMN = "embedding_vector"
 VECTOR_INDEX = "ix_articles_embedding_vector"
 EXACT_UP_TO = 20_000  # filtered meaning search reads this many vectors exactly; beyond, the HNSW index serves
 EF_SEARCH_MIN, EF_SEARCH_MAX = 40, 1000  # pgvector's default and its maximum: the index scan yields at most this many
+ITERATIVE_SINCE = (0, 8)  # pgvector's iterative index scans: a filtered search reads on through the index until k rows pass
 
 _vector = literal_column(f"articles.{VECTOR_COLUMN}", Vector())
 _served: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
+_iterative: weakref.WeakKeyDictionary[Engine, bool] = weakref.WeakKeyDictionary()
 _HAS_COLUMN = text(
     "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass('articles') AND attname = :name AND NOT attisdropped)"
 )
@@ -40,13 +42,31 @@ def in_database(session: Session) -> bool:
     return served
 
 
+def has_iterative_scans(version: str) -> bool:
+    """Whether a pgvector version ("0.8.0") scans its HNSW index on until enough rows pass the filters."""
+    parts = [int(part) for part in version.split(".")[:2] if part.isdigit()]
+    return tuple(parts) >= ITERATIVE_SINCE
+
+
+def iterative_scans(session: Session) -> bool:
+    """Whether the server's pgvector has iterative index scans; asked once per engine."""
+    engine = session.get_bind().engine
+    known = _iterative.get(engine)
+    if known is None:
+        version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
+        known = _iterative[engine] = has_iterative_scans(version or "0")
+    return known
+
+
 def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: list = ()) -> list[tuple[int, float]]:
     """The k articles closest to vector by cosine, best first, among those of the stories the filters let through.
 
-    Unfiltered, or when more than EXACT_UP_TO articles pass the filters, pgvector's HNSW index
-    yields up to EF_SEARCH_MAX candidates and the filters apply to those (approximate: a filter
-    that keeps a small share of a large archive may find fewer); otherwise an exact scan of the
-    articles the filters let through, like the in-memory search.
+    Unfiltered, or when more than EXACT_UP_TO articles pass the filters, pgvector's HNSW index serves:
+    where the server's pgvector has iterative scans (0.8 and later), it reads on through the index, in
+    distance order, until k rows pass the filters; before that it yields up to EF_SEARCH_MAX candidates
+    and the filters apply to those (approximate: a filter that keeps a small share of a large archive
+    may find fewer). Otherwise an exact scan of the articles the filters let through, like the
+    in-memory search.
     """
     if k <= 0:
         return []
@@ -59,8 +79,11 @@ def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: l
         passing = statement.with_only_columns(Article.id).limit(EXACT_UP_TO + 1).subquery()
         exact = session.scalar(select(func.count()).select_from(passing)) <= EXACT_UP_TO
     if not exact:
-        ef_search = min(max(k, EF_SEARCH_MIN) if not filters else EF_SEARCH_MAX, EF_SEARCH_MAX)
+        iterative = bool(filters) and iterative_scans(session)
+        ef_search = min(max(k, EF_SEARCH_MIN) if not filters or iterative else EF_SEARCH_MAX, EF_SEARCH_MAX)
         session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))  # for this transaction
+        if iterative:
+            session.execute(select(func.set_config("hnsw.iterative_scan", "strict_order", True)))
     # the index serves only ORDER BY the distance alone; `+ 0` keeps the planner off it, for an exact scan
     order = (distance + literal_column("0"), Article.id) if exact else (distance,)
     rows = session.execute(statement.order_by(*order).limit(k)).all()

@@ -1,18 +1,20 @@
-"""Read models for the outputs: stories with their sources and evidence, as Slack, the digest and the archive show them."""
+"""Read models for the outputs: stories with their sources and evidence, as Slack, the digest and the archive show them;
+articles as the exports write them."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from monitor.domain import Source, StoryView
+from monitor.domain import ReaderLabel, Source, StoryView
 from monitor.labels import lead
+from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Feed, Story, StoryTopic
 
 
@@ -52,6 +54,7 @@ def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> li
         .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
         .where(Article.story_id.in_(ids))
     )
+    labels = feedback.story_labels(session, ids, topic=topic)
     articles: dict[int, list[tuple[Article, str | None, ArticleTopic | None]]] = defaultdict(list)
     for article, feed_name, verdict in rows:
         articles[article.story_id].append((article, feed_name, verdict))
@@ -83,12 +86,14 @@ def story_views(session: Session, story_ids: Iterable[int], *, topic: str) -> li
                 why=best[2].why if best and best[2] else {},
                 summary=lead(text_of or "", title=best[0].title if best else ""),
                 sources=sources,
+                label=labels.get((story.id, topic)),
             )
         )
     return views
 
 
 def _when(article: Article) -> datetime:
+    """The date a source is listed by: the one the reader sees beside it (published, else fetched)."""
     return article.published_at or article.fetched_at
 
 
@@ -119,6 +124,7 @@ class ArticleView:
     countries: list[str]
     actions: list[str]
     why: dict
+    label: ReaderLabel | None = None  # the reader's label that decides it: its own, else its story's
 
 
 def article_view(session: Session, article_id: int, *, topic: str) -> ArticleView | None:
@@ -160,4 +166,40 @@ def article_view(session: Session, article_id: int, *, topic: str) -> ArticleVie
         countries=list(verdict.countries) if verdict else [],
         actions=list(verdict.actions) if verdict else [],
         why=verdict.why if verdict else {},
+        label=feedback.labels_bearing_on(session, article_id=article.id, story_id=article.story_id).for_article(topic),
     )
+
+
+def export_rows(session: Session, *, topic: str, relevant_only: bool = False) -> Iterator[dict]:
+    """Every stored article with its verdict on one topic, oldest first."""
+    original = aliased(Article)
+    query = (
+        select(Article, Feed.name, ArticleTopic, original.url, original.text)
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .outerjoin(ArticleTopic, (ArticleTopic.article_id == Article.id) & (ArticleTopic.topic == topic))
+        .outerjoin(original, original.id == Article.duplicate_of_id)
+        .order_by(Article.id)
+    )
+    if relevant_only:
+        query = query.where(ArticleTopic.relevant.is_(True))
+    labels = feedback.Labels.of_topic(session, topic=topic)
+    for article, source, verdict, original_url, original_text in session.execute(query).yield_per(200):
+        yield {
+            "url": article.url,
+            "title": article.title,
+            "source": source or article.site_name,
+            "published": article.published_at.isoformat() if article.published_at else None,
+            "text": original_text if article.copy_kind == "text" else article.text,
+            "text_source": article.text_source,
+            "topic": topic,
+            "score": verdict.score if verdict else None,
+            "relevant": verdict.relevant if verdict else None,
+            "story_id": article.story_id,
+            "duplicate_of": original_url,
+            "copy_kind": article.copy_kind,
+            "vendors": verdict.vendors if verdict else [],
+            "countries": verdict.countries if verdict else [],
+            "actions": verdict.actions if verdict else [],
+            "why": verdict.why if verdict else {},
+            "label": labels.exported(article.id, article.story_id),
+        }

@@ -12,9 +12,9 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from monitor.domain import StoryView
+from monitor.domain import CHART_SPLITS, ReaderLabel, StoryView
 from monitor.export import write_atom
 from monitor.store.views import ArticleView
 from monitor.web import data
@@ -35,6 +35,7 @@ Params = Annotated[SearchParams, Query()]
 StoryId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The story's id.")]
 ArticleId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The article's id.")]
 Topic = Annotated[str | None, Query(description="Topic name (default: the first of feeds.yaml).")]
+Split = Annotated[Literal[CHART_SPLITS], Query(description="The tag whose values the coverage chart draws as lines: vendor, country or action.")]
 FEED_SIZE = 50
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -74,6 +75,24 @@ class SearchAnswer(BaseModel):
     facets: dict[str, list[FacetValue]] | None = Field(None, description="With facets=true: vendors, countries, actions, sources; most stories first.")
 
 
+class CoverageSeries(BaseModel):
+    value: str
+    stories: int = Field(description="Stories with this value over the whole span.")
+    counts: list[int] = Field(description="Stories with this value in each bin.")
+
+
+class CoverageAnswer(BaseModel):
+    topic: str
+    split: Literal[CHART_SPLITS]
+    unit: Literal["day", "week", "month"] = Field(description="Bins are days; weeks (from Monday) over 120 days; months over three years.")
+    since: str | None = Field(description="First day charted: the search's since, else the first story's day; null when no story matches.")
+    until: str | None
+    bins: list[str] = Field(description="The first day of each bin, YYYY-MM-DD.")
+    total: list[int] = Field(description="Stories in each bin: everything the search finds.")
+    series: list[CoverageSeries] = Field(description="The six values of the split with the most stories, most first; a story with two counts for both.")
+    others: int = Field(description="Values of the split not in series.")
+
+
 class StoryAnswer(BaseModel):
     story: StoryView
     similar: list[Hit]
@@ -81,6 +100,30 @@ class StoryAnswer(BaseModel):
 
 class ArticleAnswer(BaseModel):
     article: ArticleView
+
+
+class LabelRequest(BaseModel):
+    """A reader's verdict on one story (applying to all its articles) or one article."""
+
+    story_id: int | None = Field(None, ge=1, le=2**31 - 1, description="The story labelled; give this or article_id.")
+    article_id: int | None = Field(None, ge=1, le=2**31 - 1, description="The article labelled; give this or story_id.")
+    relevant: bool = Field(description="true: relevant to the topic; false: not relevant.")
+    by: str = Field("", max_length=200, description="Who says so (default: unknown).")
+    note: str = Field("", max_length=2000, description="Why, in a few words.")
+    topic: str | None = Field(None, description="Topic name (default: the first of feeds.yaml).")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> LabelRequest:
+        if (self.story_id is None) == (self.article_id is None):
+            raise ValueError("give exactly one of story_id and article_id")
+        return self
+
+
+class LabelAnswer(BaseModel):
+    label: ReaderLabel
+    story_id: int | None = Field(description="The story of the label (an article's own story, or the story labelled).")
+    story_relevant: bool | None = Field(description="Whether the story is relevant to the topic now, the label applied.")
+    withdrawn: int = Field(description="Alerts still owed for the story that were dropped because it is no longer relevant.")
 
 
 def _archive(request: Request) -> data.Archive:
@@ -91,6 +134,12 @@ def _archive(request: Request) -> data.Archive:
 def api_search(request: Request, params: Params) -> dict:
     """Stories matching the query and filters, best match (or newest) first; with facets=true, each filter value's count too."""
     return data.search_data(_archive(request), params)
+
+
+@router.get("/api/coverage", response_model=CoverageAnswer, tags=["search"])
+def api_coverage(request: Request, params: Params, split: Split = "vendor") -> dict:
+    """Stories per day of everything a search finds (every page, every filter), split by vendor, country or action: the chart of the search page."""
+    return data.coverage_data(_archive(request), params, split)
 
 
 @router.get("/api/search.json", tags=["search"], response_class=StreamingResponse)
@@ -158,6 +207,24 @@ def api_story(request: Request, story_id: StoryId, topic: Topic = None) -> dict:
 def api_article(request: Request, article_id: ArticleId, topic: Topic = None) -> dict:
     """An article: its extracted text, metadata, the topic's verdict, tags and evidence, and its story."""
     return data.article_data(_archive(request), article_id, topic=topic)
+
+
+@router.post(
+    "/api/labels",
+    response_model=LabelAnswer,
+    status_code=201,
+    tags=["labels"],
+    responses={
+        403: {"model": Problem, "description": "A cross-site request from a browser (another site's page posting here)."},
+        404: {"model": Problem, "description": "No such story or article."},
+    },
+)
+def api_label(request: Request, body: LabelRequest) -> dict:
+    """Label a story or an article relevant or not relevant to a topic. The label wins over the model at once (a story
+    labelled not relevant leaves the relevant stories and owes no more alerts), and `monitor train` learns from it."""
+    return data.label_data(
+        _archive(request), relevant=body.relevant, by=body.by, note=body.note, topic=body.topic, story_id=body.story_id, article_id=body.article_id
+    )
 
 
 @router.get("/api/options", tags=["search"])

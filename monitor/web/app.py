@@ -5,8 +5,10 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote_plus, urlencode
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -20,8 +22,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException
 
-from monitor.config import Config, Settings
-from monitor.embed import Embedder
+from monitor.config import Settings
+from monitor.domain import Config, Embedder
 from monitor.store.search import VectorIndex
 from monitor.web import api, health, pages
 from monitor.web.data import Archive
@@ -77,6 +79,8 @@ class RedactSecrets(logging.Filter):
 
 REDACT_SECRETS = RedactSecrets()
 SERVER_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+SAME_SITE_FETCHES = ("same-origin", "none")  # Sec-Fetch-Site of a page's own request, or of one the user typed
 
 
 def create_app(
@@ -87,8 +91,9 @@ def create_app(
     settings: Settings,
     vectors: VectorIndex | None = None,
     metrics: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> FastAPI:
-    """The archive; /metrics serves the given registry (see monitor.metrics.store_registry)."""
+    """The archive; /metrics serves the given registry (see monitor.metrics.store_registry); clock times readers' labels."""
     app = FastAPIOffline(  # /docs from files a package installs, not a CDN: it works without internet
         static_url="/static/docs",
         redoc_url=None,  # ReDoc would still fetch its logo from its CDN
@@ -97,11 +102,13 @@ def create_app(
         description=(
             "Search the stored stories by words, meaning, vendor, country, action, source and date. "
             "When MONITOR_API_TOKEN is set, send it as `Authorization: Bearer <token>` (or `?token=<token>`); "
-            "/healthz, /readyz and /metrics never need it."
+            "/healthz, /readyz and /metrics never need it. POST /api/labels records a reader's verdict on a story or article."
         ),
         version="1",
     )
     app.state.archive = Archive(sessions, embedder, config, settings, vectors or VectorIndex())
+    if clock is not None:
+        app.state.archive.clock = clock
     app.state.metrics = metrics
     environment = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     install_filters(environment, config)
@@ -111,6 +118,7 @@ def create_app(
     app.include_router(pages.router)
     app.include_router(health.router)
     _install_token_check(app, settings.api_token)
+    _install_cross_site_check(app)
     _install_security_headers(app)
     _install_error_pages(app)
     for name in SERVER_LOGGERS:
@@ -166,6 +174,33 @@ def _install_token_check(app: FastAPI, token: str) -> None:
             response.set_cookie(TOKEN_COOKIE, given, httponly=True, samesite="lax")
             return response
         return await call_next(request)
+
+
+def cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from another site's page: by its Sec-Fetch-Site, else by its Origin. A
+    request with neither is no browser's (curl, a script): it carries only the credentials its sender chose to send.
+    The rule of Go's net/http CrossOriginProtection, which needs no form token."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site.lower() not in SAME_SITE_FETCHES
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    return urlsplit(origin).netloc.lower() != request.headers.get("host", "").lower()
+
+
+def _install_cross_site_check(app: FastAPI) -> None:
+    """Every request that changes something (a reader's label) is refused when another site's page sends it: a page
+    elsewhere cannot label stories with the archive reader's cookie, nor in an archive open without a token."""
+
+    @app.middleware("http")
+    async def refuse_cross_site(request: Request, call_next):
+        if request.method in SAFE_METHODS or not cross_site(request):
+            return await call_next(request)
+        message = "refused: a request that changes the archive must come from the archive's own pages"
+        if _machine(request):
+            return JSONResponse({"detail": message}, status_code=403)
+        return _page(request, "error.html", {"status": 403, "message": message}, 403)
 
 
 def _readable(exc: RequestValidationError) -> str:

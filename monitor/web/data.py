@@ -5,17 +5,20 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 
 from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.config import Config, Settings
-from monitor.embed import Embedder
+from monitor.config import Settings
+from monitor.domain import Config, Embedder
+from monitor.store import feedback
 from monitor.store import search as engine
 from monitor.store.views import article_view, story_views
+from monitor.web.chart import coverage_series
 from monitor.web.params import SearchParams
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,7 @@ class Archive:
     config: Config
     settings: Settings
     vectors: engine.VectorIndex
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # when a reader's label is given
 
 
 def hit_dict(hit: engine.SearchHit) -> dict:
@@ -57,12 +61,17 @@ def _query(archive: Archive, params: SearchParams, **changes) -> engine.SearchQu
         raise HTTPException(422, str(exc.args[0])) from exc
 
 
+def _vector(archive: Archive, session: Session, query: engine.SearchQuery):
+    """The query's vector, only when meaning takes part (the vector index brought up to date for it)."""
+    if not query.q.strip() or query.mode == "words":
+        return None
+    archive.vectors.refresh(session)
+    return archive.embedder.embed([query.q])[0]
+
+
 def _run(archive: Archive, session: Session, query: engine.SearchQuery, *, facets: bool = False) -> engine.SearchPage:
     """Embeds the query only when meaning takes part; a query the engine refuses is a 422 with its reason."""
-    vector = None
-    if query.q.strip() and query.mode != "words":
-        archive.vectors.refresh(session)
-        vector = archive.embedder.embed([query.q])[0]
+    vector = _vector(archive, session, query)
     try:
         return engine.search(session, query, vectors=archive.vectors, query_vector=vector, facets=facets)
     except engine.SearchError as exc:
@@ -87,6 +96,17 @@ def search_data(archive: Archive, params: SearchParams, *, facets: bool = False,
         "sort": query.sort,
         "facets": {name: [{"value": value, "count": count} for value, count in values] for name, values in counted.items()} if counted else None,
     }
+
+
+def coverage_data(archive: Archive, params: SearchParams, split: str) -> dict:
+    """Stories per day (week, month) of everything the search finds, in all and for its most covered vendors, countries or actions."""
+    query = _query(archive, params)
+    with archive.sessions() as session:
+        try:
+            counts = engine.coverage(session, query, split=split, vectors=archive.vectors, query_vector=_vector(archive, session, query))
+        except engine.SearchError as exc:
+            raise HTTPException(422, str(exc)) from exc
+    return {"topic": query.topic, **coverage_series(counts, split=split, since=query.since, until=query.until)}
 
 
 def export_rows(archive: Archive, params: SearchParams) -> Iterator[dict]:
@@ -146,3 +166,26 @@ def topic_name(archive: Archive, name: str | None) -> str:
         return archive.config.topic(name or None).name
     except KeyError as exc:
         raise HTTPException(422, str(exc.args[0])) from exc
+
+
+def label_data(
+    archive: Archive, *, relevant: bool, by: str, note: str, topic: str | None, story_id: int | None = None, article_id: int | None = None
+) -> dict:
+    """A reader's label stored and applied (the story's relevance follows it at once); 404 when there is no such story
+    or article. Answers the label and the relevance of its story afterwards."""
+    topic = topic_name(archive, topic)
+    with archive.sessions.begin() as session:
+        if article_id is not None:
+            target = feedback.article_target(session, article_id=article_id)
+        else:
+            target = feedback.story_target(session, story_id) if story_id is not None else None
+        if target is None:
+            raise HTTPException(404, f"no article {article_id}" if article_id is not None else f"no story {story_id}")
+        label, settled = feedback.add_label(session, target, topic=topic, relevant=relevant, by=by, note=note, now=archive.clock())
+        views = story_views(session, [target.story_id], topic=topic) if target.story_id is not None else []
+    return {
+        "label": jsonable_encoder(asdict(label)),
+        "story_id": target.story_id,
+        "story_relevant": views[0].relevant if views else None,
+        "withdrawn": settled.withdrawn,
+    }

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from monitor.config import Config
+from monitor.domain import Config
 from monitor.store.search import FIRST_DAY, LAST_DAY, SearchQuery
 
 MAX_PER_PAGE = 100

@@ -8,8 +8,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment
 from starlette.requests import Request
 
-from monitor.config import Config
-from monitor.domain import http_link
+from monitor.domain import Config, http_link
 from monitor.labels import action_label, country_name, evidence_key, matched_by, signal_words, topic_title
 
 

@@ -9,6 +9,12 @@
       });
     });
   }
+  // A chart's "lines by" choice redraws it at once (without script, the search's button sends it).
+  document.querySelectorAll("select[data-submit]").forEach(function (select) {
+    select.addEventListener("change", function () {
+      if (form) form.requestSubmit();
+    });
+  });
   // "← search" returns to the results it came from, not to an empty search.
   var back = document.querySelector("a.back");
   if (back && document.referrer.indexOf(location.origin + "/?") === 0) back.href = document.referrer;

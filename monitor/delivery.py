@@ -19,13 +19,16 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from monitor.config import DigestSpec, Outputs, SlackRoute
+from monitor.domain import DigestSpec, Outputs, SlackRoute
 from monitor.labels import plural, topic_title
 from monitor.notify.digest import Digest, build_digest, to_email
 from monitor.notify.email import Mailer, MailError
 from monitor.notify.slack import SlackError, SlackWebhook, alert_message, batch_message
-from monitor.store import outbox
+from monitor.spike_watch import deliver_spikes, sentence
+from monitor.spikes import SpikeRule
+from monitor.store import outbox, spikes
 from monitor.store.views import story_views
+from monitor.times import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,7 @@ class Sender:
     owner: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     titles: dict[str, str] = field(default_factory=dict)  # topic name -> its title in feeds.yaml
     burst: int = BURST
+    spike_rule: SpikeRule | None = None  # None: no coverage spikes are looked for
 
     def owe_story(self, session: Session, story_id: int, topic: str) -> None:
         """The pipeline's hook, inside the transaction that made the story relevant: owe it to each route and the digest."""
@@ -99,12 +103,13 @@ class Sender:
         """Send every Slack alert and digest that is due; failures are recorded and retried later, never raised."""
         report = Report()
         self.deliver_slack(report)
+        deliver_spikes(self, report)
         self.deliver_digests(report)
         return report
 
     def _retry_at(self, attempts: int, *, not_before: float | None = None) -> datetime:
         """Backoff doubling per failed attempt, but never sooner than the channel asked (a Slack Retry-After)."""
-        backoff = min(FIRST_RETRY * 2**attempts, self.max_backoff)
+        backoff = backoff_delay(FIRST_RETRY, attempts + 1, self.max_backoff)
         return self.clock() + timedelta(seconds=max(backoff, not_before or 0.0))
 
     def deliver_slack(self, report: Report) -> None:
@@ -198,9 +203,11 @@ class Sender:
             if not outbox.claim_digest(session, run.id, owner=self.owner, now=self.clock(), seconds=self.claim_seconds):
                 return  # another sender has it
         day = date.fromisoformat(run.day)
-        digest, owed = self.build(run.topic, day)
+        with self.sessions() as session:
+            spiked = spikes.digest_spikes(session, topic=run.topic, day=run.day, until=day_end(day, self.outputs.digest))
+        digest, owed = self.build(run.topic, day, spiked=spiked)
         ids = [item.id for item in owed]
-        if not owed and self.outputs.digest.when_empty == "skip":
+        if not owed and not spiked and self.outputs.digest.when_empty == "skip":
             with self.sessions.begin() as session:
                 outbox.finish_digest(session, run.id, status="skipped", stories=0, message_id=None, delivery_ids=[], now=self.clock())
             report.digests.append(f"{run.topic} {run.day}: nothing new, not sent")
@@ -219,16 +226,23 @@ class Sender:
             outbox.finish_digest(
                 session, run.id, status="sent", stories=digest.stories, message_id=message["Message-ID"], delivery_ids=ids, now=self.clock()
             )
+            if spiked:
+                spikes.sent(session, [item.id for item in spiked], now=self.clock(), digest_day=run.day)
         report.sent += 1
         report.digests.append(f"{run.topic} {run.day}: {digest.stories} stories to {len(self.mail.recipients)} recipients")
         log.info("digest %s %s sent: %d stories", run.topic, run.day, digest.stories)
 
-    def build(self, topic: str, day: date) -> tuple[Digest, list[outbox.Owed]]:
-        """A day's digest and the deliveries it settles: what it carried if already sent, else what is owed up to the day's end."""
+    def build(self, topic: str, day: date, *, spiked: list[spikes.OwedSpike] | None = None) -> tuple[Digest, list[outbox.Owed]]:
+        """A day's digest and the deliveries it settles: what it carried if already sent, else what is owed up to the day's end.
+
+        It opens with the coverage spikes owed to it (`spiked`: the sender reads them first, to mark them sent after).
+        """
         spec = self.outputs.digest
         with self.sessions() as session:
             owed = outbox.digest_deliveries(session, topic=topic, day=day.isoformat(), until=day_end(day, spec))
             stories = story_views(session, [item.story_id for item in owed], topic=topic)
+            if spiked is None:
+                spiked = spikes.digest_spikes(session, topic=topic, day=day.isoformat(), until=day_end(day, spec))
         digest = build_digest(
             stories,
             day=day,
@@ -238,6 +252,7 @@ class Sender:
             archive_url=self.outputs.archive_url,
             timezone=spec.timezone,
             title=self.titles.get(topic),
+            spikes=[sentence(self, item.spike, today=day) for item in spiked],
         )
         return digest, owed
 
