@@ -29,6 +29,7 @@ from monitor.deps import Deps, Timings, utcnow
 from monitor.domain import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
+from monitor.hostpool import HostPool
 from monitor.passes import run_pass
 from monitor.pipeline import collect_feed
 from monitor.store import repository as repo

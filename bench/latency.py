@@ -90,11 +90,13 @@ def fixed_feed(outlet: Outlet, url: str) -> FeedSpec:
     return FeedSpec(name=outlet.name, url=url, interval=outlet.interval)
 
 
-# Hook for the adaptive polling rule (issue 15, item 2): the FeedSpec that turns it on for an outlet's feed, with the
-# outlet's interval as its starting point and bounds (and ADAPTIVE_SETTINGS, if global settings do); the rule itself
-# sets the row's next due time, which the bench follows.
+# Hook for the adaptive polling rule (issue 15, item 2, monitor/cadence.py): the outlet's feed as it would be given
+# (fixed_feed, or with min_interval/max_interval bounds) and the settings that turn the rule on
+# ({"poll_adaptive": True}); the rule sets the row's next due time, which the bench follows. The rule trusts a feed's
+# rate only after two whole days: wire it with a warm-up of at least that many simulated days before START (polls
+# only, not measured), or it keeps the configured intervals and measures the same as `fixed`.
 ADAPTIVE: Callable[[Outlet, str], FeedSpec] | None = None
-ADAPTIVE_SETTINGS: dict = {}
+ADAPTIVE_SETTINGS: dict = {"poll_adaptive": True}
 # Hook for WebSub (issue 15, item 3): the function that ingests a feed document a hub pushed to the callback. The
 # bench pushes each item of an outlet with a hub at the moment it is published; the outlets' feeds go on being polled
 # at their intervals (the fall-back).
