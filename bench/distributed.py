@@ -29,6 +29,7 @@ from monitor.deps import Deps, Timings, utcnow
 from monitor.specs import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
+from monitor.hostpool import HostPool
 from monitor.passes import run_pass
 from monitor.pipeline import collect_feed
 from monitor.store import polling
@@ -138,11 +139,14 @@ def fetch_rate(urls: list[str], threads: int, settings: Settings, sessions) -> f
     with sessions.begin() as session:
         polling.sync_feeds(session, [FeedSpec(name=f"fetch {threads} {n}", url=u) for n, u in enumerate(urls)], now=utcnow())
         feed_ids = [f.id for f in polling.feeds_overview(session) if f.name.startswith(f"fetch {threads} ")]
-    with build_client(settings) as client, ThreadPoolExecutor(threads) as polls, ThreadPoolExecutor(threads * settings.fetch_workers // CONCURRENCY) as pages:
-        deps = Deps(settings, sessions, Fetcher.from_settings(client, settings), embedder=None, scorers=[], page_pool=pages)
-        start = time.perf_counter()
-        fetched = sum(len(poll.candidates) for poll in polls.map(lambda feed_id: collect_feed(feed_id, deps), feed_ids))
-        return fetched / (time.perf_counter() - start)
+    with build_client(settings) as client, ThreadPoolExecutor(threads) as polls:
+        fetcher = Fetcher.from_settings(client, settings)
+        with HostPool(fetcher, threads * settings.fetch_workers // CONCURRENCY) as pages:
+            deps = Deps(settings, sessions, fetcher, embedder=None, scorers=[], page_pool=pages)
+            start = time.perf_counter()
+            collected = polls.map(lambda feed_id: collect_feed(feed_id, deps), feed_ids)
+            fetched = sum(len([read.result() for read in poll.reads]) for poll in collected)
+            return fetched / (time.perf_counter() - start)
 
 
 def placement_cost(urls: list[str], settings: Settings, embedder, scorers) -> dict:

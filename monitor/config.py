@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     mail_from: str = Field("monitor@localhost", description="From address of the digest.")
     digest_to: str = Field("", description="Comma-separated digest recipients; overrides the recipients in feeds.yaml.")
     slack_webhook_url: str = Field("", description="The default Slack incoming webhook (a secret); routes may name other variables.")
-    delivery_interval: float = Field(15.0, gt=0, le=DAY, description="Seconds between two looks at the outbox for alerts and digests to send.")
+    delivery_interval: float = Field(15.0, gt=0, le=DAY, description="Seconds between two looks at the outbox for alerts and digests to send; a commit that owes an alert wakes the sender at once.")
     delivery_max_backoff: float = Field(3600.0, gt=0, le=30 * DAY, description="Longest wait, in seconds, before retrying a failed delivery.")
     slack_max_wait: float = Field(30.0, ge=0, le=DAY, description="Longest Slack Retry-After waited for in place; longer ones retry later from the outbox.")
     api_token: str = Field("", description="When set, the archive's pages and API require it (a secret); empty: open.")

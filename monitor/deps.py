@@ -59,4 +59,5 @@ class Deps:
     timings: Timings = field(default_factory=Timings)
     deduper: Deduper = field(default_factory=Deduper)
     on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
+    wake_sender: Callable[[], None] | None = None  # called after a transaction that owed an alert has committed
     on_outcome: Callable[[FeedOutcome], None] | None = None  # called once per finished poll (metrics)

@@ -1,4 +1,4 @@
-"""Passes over many feeds or articles: run_pass overlaps fetching (threads) with embedding; rescore_all scores the store again."""
+"""A pass over many feeds: feeds and pages read in threads while the calling thread stores each article as it comes."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 
-
 from monitor.deps import Deps
 from monitor.domain import FeedOutcome
 from monitor.hostpool import HostPool
-from monitor.pipeline import collect_feed, ingest, record_crash
+from monitor.pipeline import FeedPoll, collect_feed, finish_feed, record_crash, store_articles
 
-# Feeds read at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
-# stay busy only when several outlets have pages waiting. A feed's thread mostly waits for its pages.
+# Feeds in hand at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
+# stay busy only when several outlets have pages waiting.
 FEEDS_PER_PAGE_THREAD = 4
 
 
@@ -25,33 +24,49 @@ def run_pass(
     on_done: Callable[[FeedOutcome], None] | None = None,
     stop: threading.Event | None = None,
 ) -> list[FeedOutcome]:
-    """Poll feeds once, fetching in threads while the calling thread embeds and stores, so the model never waits."""
+    """Poll feeds once: feeds and pages are read in threads while the calling thread embeds and stores each article
+    as soon as it (and those before it in its feed) is read, so the model never waits and no article waits for its
+    feed's last page."""
     outcomes: list[FeedOutcome] = []
     stop = stop or threading.Event()
     workers = deps.settings.fetch_workers
     in_flight = workers * FEEDS_PER_PAGE_THREAD
+
+    def done(outcome: FeedOutcome) -> None:
+        outcomes.append(outcome)
+        if deps.on_outcome:
+            deps.on_outcome(outcome)
+        if on_done:
+            on_done(outcome)
+
     with ThreadPoolExecutor(in_flight, thread_name_prefix="feed") as feed_pool, HostPool(deps.fetcher, workers) as page_pool:
         deps = replace(deps, page_pool=page_pool)
-        pending: dict[Future, int] = {}
+        collecting: dict[Future, int] = {}
+        reading: dict[int, FeedPoll] = {}
         queue = list(feed_ids)
-        while queue or pending:
-            while queue and len(pending) < in_flight and not stop.is_set():
+        while queue or collecting or reading:
+            while queue and len(collecting) + len(reading) < in_flight and not stop.is_set():
                 feed_id = queue.pop(0)
-                pending[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
+                collecting[feed_pool.submit(collect_feed, feed_id, deps)] = feed_id
             if stop.is_set():
                 queue.clear()
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                feed_id = pending.pop(future)
+            waiting = [*collecting, *(poll.reads[0] for poll in reading.values() if poll.reads)]
+            if waiting:
+                wait(waiting, return_when=FIRST_COMPLETED)
+            for future in [future for future in collecting if future.done()]:
+                feed_id = collecting.pop(future)
                 try:
-                    outcome = ingest(future.result(), deps)
+                    reading[feed_id] = future.result()
                 except Exception as exc:  # one feed's crash must not end the pass for the others
-                    outcome = record_crash(feed_id, deps, exc)
-                outcomes.append(outcome)
-                if deps.on_outcome:
-                    deps.on_outcome(outcome)
-                if on_done:
-                    on_done(outcome)
+                    done(record_crash(feed_id, deps, exc))
+            for feed_id, poll in list(reading.items()):
+                try:
+                    store_articles(poll, poll.ready(), deps)
+                    if poll.reads:
+                        continue
+                    outcome = finish_feed(poll, deps)
+                except Exception as exc:
+                    outcome = record_crash(feed_id, deps, exc, poll)
+                del reading[feed_id]
+                done(outcome)
     return outcomes

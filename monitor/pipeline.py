@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from collections import deque
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -20,6 +23,7 @@ from monitor.embed import to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater, cache_hint
+from monitor.hostpool import HostPool
 from monitor.placement import catch_up, load_deduper
 from monitor.store import polling
 from monitor.store import repository as repo
@@ -32,15 +36,29 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class FeedPoll:
-    """A feed fetched and its new articles read, not yet embedded or stored."""
+    """A feed fetched and parsed, its new articles being read in the feed's order and stored as they come."""
 
     feed_id: int
     outcome: FeedOutcome
-    candidates: list[Candidate] = field(default_factory=list)
-    feed_state: dict | None = None  # recorded with the articles, in one transaction
-    page_failures: list[tuple[str, str]] = field(default_factory=list)
+    reads: deque[Future[Candidate]] = field(default_factory=deque)
+    # The feed's new ETag, Last-Modified and content hash: recorded only once every article is stored, so that a
+    # crash in between reads the feed again and stores what is missing (stored URLs are skipped).
+    feed_state: dict | None = None
     hints: tuple[PollHint, ...] = ()  # the publisher's, from the document and the response's headers
     pushed: bool = False  # a body a hub pushed: the feed's polling state (ETag, due time, errors) is left alone
+
+    def ready(self) -> list[Candidate]:
+        """The articles read since the last call, in the feed's order up to the first still being read; a read's crash is raised."""
+        done = []
+        while self.reads and self.reads[0].done():
+            done.append(self.reads.popleft().result())
+        return done
+
+    def abandon(self) -> None:
+        """The reads not started yet are dropped (the poll crashed); the next poll reads them."""
+        for future in self.reads:
+            future.cancel()
+        self.reads.clear()
 
 
 def _fail(deps: Deps, state: polling.FeedState, message: str, *, retry_after: float | None = None) -> FeedPoll:
@@ -142,7 +160,7 @@ def read_article(
 
 
 def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
-    """Fetch a feed and read its new articles. Failures are recorded; nothing new is stored yet."""
+    """Fetch a feed and start reading its new articles through the page pool. Failures are recorded; nothing is stored yet."""
     with deps.sessions() as session:
         state = polling.feed_state(session, feed_id)
     settings, now = deps.settings, deps.clock()
@@ -186,7 +204,7 @@ def collect_feed(feed_id: int, deps: Deps) -> FeedPoll:
 def read_entries(
     state: polling.FeedState, entries: list[FeedEntry], deps: Deps, *, feed_state: dict, hints: tuple[PollHint, ...] = (), pushed: bool = False
 ) -> FeedPoll:
-    """Read the articles of a feed's entries that are new (or whose headline changed), polled or pushed."""
+    """Start reading the articles of a feed's entries that are new (or whose headline changed), polled or pushed."""
     settings = deps.settings
     entries = list({canonical_url(e.url): e for e in reversed(entries)}.values())[::-1]
     with deps.sessions() as session:
@@ -197,35 +215,26 @@ def read_entries(
         if canonical_url(e.url) not in known or (e.title and known[canonical_url(e.url)] != unmarked(e.title))
     ]
 
-    def read(entry: FeedEntry) -> Candidate:
-        return read_article(
-            entry, feed_id=state.id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings
-        )
-
-    candidates = deps.page_pool.map(read, fresh, url=lambda e: e.url) if deps.page_pool else [read(e) for e in fresh]
-    outcome = FeedOutcome(feed=state.name, ok=True, page_errors=[c.page_error for c in candidates if c.page_error])
-    return FeedPoll(
-        state.id,
-        outcome,
-        candidates,
-        feed_state=feed_state,
-        page_failures=[(c.original_url, c.page_error) for c in candidates if c.page_error],
-        hints=hints,
-        pushed=pushed,
-    )
+    read = partial(read_article, feed_id=state.id, language=state.language, fetcher=deps.fetcher, settings=settings, timings=deps.timings)
+    assert deps.page_pool is not None, "pages are read through deps.page_pool (poll_feed and run_pass provide one)"
+    reads = deque(deps.page_pool.submit(e.url, partial(read, e)) for e in fresh)
+    return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=True), reads, feed_state=feed_state, hints=hints, pushed=pushed)
 
 
-def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
-    """Embed, score, place in stories and store a poll's new articles with the feed's new state, in one transaction."""
-    if poll.feed_state is None:
-        return poll.outcome
-    documents = [Document(c.title, c.text) for c in poll.candidates]
+def store_articles(poll: FeedPoll, candidates: list[Candidate], deps: Deps) -> None:
+    """Embed, score, place in stories and store articles just read, in one transaction; the poll's outcome counts them.
+
+    A story made relevant here is owed in the same transaction; once it has committed, the sender is woken.
+    """
+    if not candidates:
+        return
+    documents = [Document(c.title, c.text) for c in candidates]
     with deps.timings.measure("embed"):
         vectors = deps.embedder.embed([d.for_embedding for d in documents])
     with deps.timings.measure("score"):
         per_topic = [scorer.score(documents, vectors) for scorer in deps.scorers]
     with deps.timings.measure("dedup"):
-        signatures = [signature(c.text) for c in poll.candidates]
+        signatures = [signature(c.text) for c in candidates]
     items = [
         repo.StoredArticle(
             candidate=c,
@@ -234,41 +243,58 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
             verdicts=[verdicts[i] for verdicts in per_topic],
             minhash=signature_to_bytes(signatures[i]) if signatures[i] is not None else None,
         )
-        for i, c in enumerate(poll.candidates)
+        for i, c in enumerate(candidates)
     ]
-    now = deps.clock()
+    now, owed = deps.clock(), False
     with deps.deduper.lock:
         deps.deduper.prune(now)
         try:
             with deps.timings.measure("store"), deps.sessions.begin() as session:
                 with deps.timings.measure("placement lock"):
                     catch_up(session, deps.deduper, topic=_first_topic(deps), now=now)
-                state = polling.feed_state(session, poll.feed_id)
                 stored = repo.add_articles(session, items, now=now)
-                for index, candidate in enumerate(poll.candidates):
+                for index, candidate in enumerate(candidates):
                     if candidate.url in stored:
-                        _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
+                        owed |= _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
                     elif (updated := repo.update_article(session, items[index], now=now)) is not None:
-                        _refresh_story(session, deps, updated, items[index].verdicts, now)
-                polling.record_page_failures(session, poll.feed_id, poll.page_failures, now=now)
-                if not poll.pushed:
-                    _succeeded(session, deps, state, poll.hints, now, **poll.feed_state)
+                        owed |= _refresh_story(session, deps, updated, items[index].verdicts, now)
+                failures = [(c.original_url, c.page_error) for c in candidates if c.page_error]
+                polling.record_page_failures(session, poll.feed_id, failures, now=now)
         except Exception:
             load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
             raise
-    poll.outcome.new_articles = len(stored)
+    if owed and deps.wake_sender:
+        deps.wake_sender()
+    outcome = poll.outcome
+    outcome.new_articles += len(stored)
+    outcome.page_errors += [c.page_error for c in candidates if c.page_error]
     if per_topic:
-        poll.outcome.relevant = sum(
-            1 for c, verdict in zip(poll.candidates, per_topic[0]) if verdict.relevant and c.url in stored
-        )
+        outcome.relevant += sum(1 for c, verdict in zip(candidates, per_topic[0]) if verdict.relevant and c.url in stored)
+
+
+def finish_feed(poll: FeedPoll, deps: Deps) -> FeedOutcome:
+    """Every article of the poll stored: the feed's new state and next interval are recorded (its new items counted)."""
+    if poll.feed_state is not None and not poll.pushed:
+        now = deps.clock()
+        with deps.sessions.begin() as session:
+            _succeeded(session, deps, polling.feed_state(session, poll.feed_id), poll.hints, now, **poll.feed_state)
     return poll.outcome
+
+
+def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
+    """Store each article as soon as it and those before it in the feed are read, then record the feed's new state."""
+    while poll.reads:
+        wait([poll.reads[0]])
+        store_articles(poll, poll.ready(), deps)
+    return finish_feed(poll, deps)
 
 
 def _first_topic(deps: Deps) -> str:
     return deps.scorers[0].spec.name if deps.scorers else ""
 
 
-def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArticle, sig, vector, now: datetime) -> None:
+def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArticle, sig, vector, now: datetime) -> bool:
+    """Place a new article in its story; True when that made a story relevant (and so owed to the outputs)."""
     tags = item.verdicts[0] if item.verdicts else None
     incoming = Incoming(
         key=article_id,
@@ -294,18 +320,22 @@ def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArtic
     )
     deps.deduper.remember(incoming, placement, story=story_id)
     deps.deduper.stored_through = max(deps.deduper.stored_through, article_id)
-    if deps.on_relevant_story:
-        for topic in newly_relevant:
-            deps.on_relevant_story(session, story_id, topic)
+    return _owe(session, deps, story_id, newly_relevant)
 
 
-def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> None:
+def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> bool:
     article_id, story_id = updated
     if story_id is None:
-        return
-    for topic in repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id):
-        if deps.on_relevant_story:
-            deps.on_relevant_story(session, story_id, topic)
+        return False
+    return _owe(session, deps, story_id, repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id))
+
+
+def _owe(session: Session, deps: Deps, story_id: int, topics) -> bool:
+    if not deps.on_relevant_story:
+        return False
+    for topic in topics:
+        deps.on_relevant_story(session, story_id, topic)
+    return bool(topics)
 
 
 def store_failure(exc: SQLAlchemyError) -> str:
@@ -315,8 +345,11 @@ def store_failure(exc: SQLAlchemyError) -> str:
     return f"the store refused this poll's changes ({first_line[:200]}); they were rolled back and are retried next time"
 
 
-def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
-    """A bug or a store failure in one feed's poll: logged, recorded as a sentence, and the run goes on."""
+def record_crash(feed_id: int, deps: Deps, exc: Exception, poll: FeedPoll | None = None) -> FeedOutcome:
+    """A bug or a store failure in one feed's poll: logged, recorded as a sentence, and the run goes on.
+
+    The articles the poll stored before the crash stay, and are counted in the outcome.
+    """
     if isinstance(exc, SQLAlchemyError):
         message = store_failure(exc)
         log.error("poll of feed %s: %s", feed_id, message)
@@ -324,14 +357,27 @@ def record_crash(feed_id: int, deps: Deps, exc: Exception) -> FeedOutcome:
     else:
         log.exception("poll of feed %s crashed", feed_id, exc_info=exc)
         message = f"internal error: {type(exc).__name__}: {exc}"
+    if poll is not None:
+        poll.abandon()
     with deps.sessions() as session:
         state = polling.feed_state(session, feed_id)
-    return _fail(deps, state, message).outcome
+    outcome = _fail(deps, state, message).outcome
+    if poll is not None:
+        outcome.new_articles, outcome.relevant, outcome.page_errors = poll.outcome.new_articles, poll.outcome.relevant, poll.outcome.page_errors
+    return outcome
 
 
 def poll_feed(feed_id: int, deps: Deps) -> FeedOutcome:
-    """One full poll of one feed: the unit of work of the scheduler (and, later, of a worker)."""
-    outcome = ingest(collect_feed(feed_id, deps), deps)
+    """One full poll of one feed: the unit of work of the scheduler and of a worker. A crash is recorded as the feed's failure."""
+    if deps.page_pool is None:
+        with HostPool(deps.fetcher, 1) as pages:
+            return poll_feed(feed_id, replace(deps, page_pool=pages))
+    poll = None
+    try:
+        poll = collect_feed(feed_id, deps)
+        outcome = ingest(poll, deps)
+    except Exception as exc:
+        outcome = record_crash(feed_id, deps, exc, poll)
     if deps.on_outcome:
         deps.on_outcome(outcome)
     return outcome

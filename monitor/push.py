@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -17,6 +17,7 @@ from monitor.domain import SUBSCRIBE, UNSUBSCRIBE, FeedOutcome
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher, FetchError
 from monitor.deps import Deps
+from monitor.hostpool import HostPool
 from monitor.pipeline import ingest, read_entries, store_failure
 from monitor.times import backoff_delay
 from monitor.store import polling
@@ -120,6 +121,9 @@ def _pace_polls(push: Upkeep, feed: store.PushFeed, *, ended: bool) -> bool:
 
 def read_push(feed_id: int, body: bytes, content_type: str, deps: Deps) -> FeedOutcome:
     """A pushed body read as its feed's bytes, then the usual per-entry path; the feed's polling state is left alone."""
+    if deps.page_pool is None:  # a worker's task: its pages go through a pool of their own, as a poll's do
+        with HostPool(deps.fetcher, 1) as pages:
+            return read_push(feed_id, body, content_type, replace(deps, page_pool=pages))
     with deps.sessions() as session:
         state = polling.feed_state(session, feed_id)
     with deps.timings.measure("parse"):

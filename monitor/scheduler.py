@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from apscheduler.events import EVENT_SCHEDULER_SHUTDOWN, EVENT_SCHEDULER_START
 from apscheduler.executors.pool import ThreadPoolExecutor as JobExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -129,13 +130,48 @@ def deliver(sender: Sender) -> None:
         log.exception("delivery from the outbox crashed; it is tried again at the next interval")
 
 
-def spikes_and_deliver(sender: Sender) -> None:
-    """The coverage spike job: look for today's spikes (each is raised once), then send what the outbox holds."""
+class DeliveryLoop:
+    """The sender's one thread: it looks at the outbox each time it is woken, by the interval's tick or, seconds after
+    a commit that owed an alert, by the pipeline (or, in distributed mode, by a worker's message).
+
+    One thread sends, so each webhook's pace and the grouping of bursts hold; a wake during a look brings one more look.
+    """
+
+    def __init__(self, sender: Sender, wake: threading.Event | None = None) -> None:
+        self.sender = sender
+        self.woken = wake or threading.Event()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="deliver", daemon=True)
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    def start(self, _event=None) -> None:
+        self._thread.start()
+
+    def stop(self, _event=None) -> None:
+        """Finish the look in hand, then end."""
+        self._stopping = True
+        self.woken.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self.woken.wait()
+            self.woken.clear()  # before the look: a commit during it wakes the loop once more
+            if self._stopping:
+                return
+            deliver(self.sender)
+
+
+def look_for_spikes(sender: Sender, loop: DeliveryLoop) -> None:
+    """The coverage spike job: look for today's spikes (each is raised once); the sender's loop sends what they owe."""
     try:
         detect_spikes(sender)
     except Exception:
         log.exception("looking for coverage spikes crashed; it is tried again at the next interval")
-    deliver(sender)
+    loop.wake()
 
 
 def read_pushes(deps: Deps) -> None:
@@ -154,13 +190,13 @@ def keep_push_up(push: Upkeep) -> None:
         log.exception("the push upkeep crashed; tried again in %.0fs", PUSH_UPKEEP_INTERVAL)
 
 
-def plan_and_deliver_digest(sender: Sender) -> None:
-    """The daily digest job: plan today's digests (once per day, whatever restarts happen), then send them."""
+def plan_digest(sender: Sender, loop: DeliveryLoop) -> None:
+    """The daily digest job: plan today's digests (once per day, whatever restarts happen); the sender's loop sends them."""
     try:
         sender.plan_digests(digest_day(sender.clock(), sender.outputs.digest))
     except Exception:
         log.exception("planning the digest crashed")
-    deliver(sender)
+    loop.wake()
 
 
 def build_scheduler(
@@ -172,11 +208,13 @@ def build_scheduler(
     delivery_interval: float = 15.0,
     tally: PollTally | None = None,
     push: Upkeep | None = None,
+    wake: threading.Event | None = None,
 ) -> BackgroundScheduler:
     """One job per feed, run when its row says it is due (each poll sets the next); a feed never runs twice at once;
     missed runs coalesce. The trigger's own interval (the feed's current one) is only the fallback.
 
-    With a sender: a job that empties the outbox every few seconds, one that looks for coverage spikes, and the digest at its time of day.
+    With a sender: its delivery loop, woken every few seconds and whenever `wake` is set (by the pipeline, after a
+    commit that owed an alert), a job that looks for coverage spikes, and the digest at its time of day.
     With a tally: every poll is counted, and an hourly job logs the summary of the feeds polled since the last one.
     With push (MONITOR_PUBLIC_URL set): the WebSub upkeep every minute, and pushed bodies read every few seconds.
     """
@@ -201,7 +239,7 @@ def build_scheduler(
     if tally is not None:
         scheduler.add_job(tally.summarise, IntervalTrigger(seconds=SUMMARY_EVERY, timezone="UTC"), id="summary", name="poll summary")
     if sender is not None:
-        _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
+        _add_sender_jobs(scheduler, DeliveryLoop(sender, wake), delivery_interval=delivery_interval, now=now)
     if push is not None:
         _add_push_upkeep(scheduler, push, now=now)
         scheduler.add_job(
@@ -216,20 +254,24 @@ def _add_push_upkeep(scheduler: BackgroundScheduler, push: Upkeep, *, now: datet
     )
 
 
-def _add_sender_jobs(scheduler: BackgroundScheduler, sender: Sender, *, delivery_interval: float, now: datetime) -> None:
+def _add_sender_jobs(scheduler: BackgroundScheduler, loop: DeliveryLoop, *, delivery_interval: float, now: datetime) -> None:
+    """The delivery loop runs while the scheduler does; the interval's tick wakes it (the first at once: what a restart left)."""
+    scheduler.add_listener(loop.start, EVENT_SCHEDULER_START)
+    scheduler.add_listener(loop.stop, EVENT_SCHEDULER_SHUTDOWN)
     scheduler.add_job(
-        deliver, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), args=(sender,), id="deliver", name="deliver", next_run_time=now
+        loop.wake, IntervalTrigger(seconds=delivery_interval, timezone="UTC"), id="deliver", name="wake the sender", next_run_time=now
     )
+    sender = loop.sender
     if sender.spike_rule is not None:
         scheduler.add_job(
-            spikes_and_deliver, IntervalTrigger(seconds=sender.spike_rule.interval, timezone="UTC"), args=(sender,), id="spikes", name="coverage spikes"
+            look_for_spikes, IntervalTrigger(seconds=sender.spike_rule.interval, timezone="UTC"), args=(sender, loop), id="spikes", name="coverage spikes"
         )
     if sender.mail is not None:
         spec = sender.outputs.digest
         scheduler.add_job(
-            plan_and_deliver_digest,
+            plan_digest,
             CronTrigger(hour=spec.time.hour, minute=spec.time.minute, timezone=spec.timezone),
-            args=(sender,),
+            args=(sender, loop),
             id="digest",
             name=f"digest at {spec.time:%H:%M} {spec.timezone}",
         )
@@ -250,10 +292,11 @@ def build_dispatcher(
     sender: Sender | None = None,
     delivery_interval: float = 15.0,
     push: Upkeep | None = None,
+    wake: threading.Event | None = None,
 ) -> BackgroundScheduler:
     """Distributed mode's scheduler: every few seconds the due feeds (and those with pushed bodies) are leased and
-    their work enqueued for the workers; it loads no model and polls nothing itself. With a sender: the outbox and
-    digest jobs, as in one process. With push: the WebSub upkeep (it needs HTTP, not the model)."""
+    their work enqueued for the workers; it loads no model and polls nothing itself. With a sender: the delivery loop and the digest, as in one
+    process (the workers' messages set `wake`). With push: the WebSub upkeep (it needs HTTP, not the model)."""
     scheduler = BackgroundScheduler(
         executors={"default": JobExecutor(2)},
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
@@ -263,7 +306,7 @@ def build_dispatcher(
         dispatch, IntervalTrigger(seconds=DISPATCH_INTERVAL, timezone="UTC"), args=(enqueue,), id="dispatch", name="enqueue due polls", next_run_time=now
     )
     if sender is not None:
-        _add_sender_jobs(scheduler, sender, delivery_interval=delivery_interval, now=now)
+        _add_sender_jobs(scheduler, DeliveryLoop(sender, wake), delivery_interval=delivery_interval, now=now)
     if push is not None:
         _add_push_upkeep(scheduler, push, now=now)
     return scheduler

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from celery import Celery
+from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +34,9 @@ log = logging.getLogger(__name__)
 
 POLL = "monitor.poll"
 PUSHES = "monitor.pushes"  # read a feed's pushed bodies
+WAKE_QUEUE = "monitor.wake-sender"  # a worker's note to the scheduler's sender: an alert was owed and has committed
+WAKE_TTL = 60.0  # seconds a note waits for a sender (RabbitMQ); the sender's interval catches up with older ones anyway
+RECONNECT = 5.0  # seconds before listening again after the broker went away
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -140,3 +145,48 @@ def queue_state(app: Celery, *, timeout: float = 2.0) -> QueueState:
     active = inspect.active() or {}
     return QueueState(waiting, {name: len(active.get(name, [])) for name in sorted(alive)})
 
+
+def _wake_queue() -> Queue:
+    exchange = Exchange(WAKE_QUEUE, type="direct", durable=False)
+    return Queue(WAKE_QUEUE, exchange, routing_key=WAKE_QUEUE, durable=False, message_ttl=WAKE_TTL)
+
+
+def sender_waker(app: Celery) -> Callable[[], None]:
+    """What a worker calls after a commit that owed an alert: a message that wakes the scheduler's sender at once.
+
+    The outbox stays the record: a message lost (broker down) only leaves the alert for the sender's next interval.
+    """
+    queue = _wake_queue()
+
+    def wake() -> None:
+        try:
+            with app.producer_or_acquire() as producer:
+                producer.publish(
+                    {"wake": True}, exchange=queue.exchange, routing_key=WAKE_QUEUE, declare=[queue], serializer="json",
+                    retry=True, retry_policy={"max_retries": 1},
+                )  # fmt: skip
+        except Exception as exc:
+            log.warning("could not wake the sender through the broker (%s); the alert goes at its next interval", exc)
+
+    return wake
+
+
+def listen_for_wakes(app: Celery, wake: Callable[[], None], stop: threading.Event, *, timeout: float = 1.0) -> None:
+    """The scheduler's thread until stop: each worker's message wakes the sender; a broker that goes away is retried."""
+    queue = _wake_queue()
+
+    def woken(_body, message) -> None:
+        message.ack()
+        wake()
+
+    while not stop.is_set():
+        try:
+            with app.connection_for_read() as connection, connection.Consumer(queue, callbacks=[woken], accept=["json"]):
+                while not stop.is_set():
+                    try:
+                        connection.drain_events(timeout=timeout)
+                    except TimeoutError:
+                        continue
+        except Exception as exc:  # alerts still go at the sender's interval meanwhile
+            log.warning("listening for the workers' wake-ups failed (%s); listening again in %.0fs", exc, RECONNECT)
+            stop.wait(RECONNECT)

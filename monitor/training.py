@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from monitor.classify import Labelled, TopicScorer
-from monitor.specs import TopicSpec
 from monitor.domain import Embedder
+from monitor.specs import TopicSpec
 from monitor.evaluate import binary_scores
 from monitor.topic_eval import FOLDS, Progress, cross_validated, embed_reporting
 

@@ -173,7 +173,8 @@ def process_metrics(settings: Settings) -> Iterator[PipelineMetrics | None]:
 
 
 @contextmanager
-def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None):
+def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | None = None, wake: Callable[[], None] | None = None):
+    """The pipeline's dependencies; `wake` is called after each commit that owed an alert (it wakes the sender)."""
     settings = settings or app.settings
     embedder = SentenceTransformerEmbedder.from_settings(settings)
     deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
@@ -186,6 +187,7 @@ def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | N
             scorers=build_scorers(app.config, embedder, settings, app.sessions),
             deduper=deduper,
             on_relevant_story=sender.owe_story if sender else None,
+            wake_sender=wake,
             timings=Timings(observe=metrics.observe_stage if metrics else None),
             on_outcome=metrics.count_poll if metrics else None,
         )

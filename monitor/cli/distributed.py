@@ -18,7 +18,7 @@ from monitor.hostpool import HostPool
 from monitor.push import Upkeep
 from monitor.scheduler import build_dispatcher, serve_forever
 from monitor.store import leases
-from monitor.tasks import enqueue_due, enqueue_pushed, make_celery, queue_state, register_poll, worker_name
+from monitor.tasks import enqueue_due, enqueue_pushed, listen_for_wakes, make_celery, queue_state, register_poll, sender_waker, worker_name
 
 
 def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
@@ -35,9 +35,11 @@ def schedule_forever(app_: App, sender: Sender, stop: threading.Event) -> None:
     if sender.mail is not None:
         sender.plan_if_missed()
     log.info("distributed mode: polls go to queue %s for `monitor worker`s", POLL_QUEUE)
+    wake = threading.Event()  # set by the workers' messages after each commit that owed an alert
+    threading.Thread(target=listen_for_wakes, args=(celery, wake.set, stop), name="wake-listener", daemon=True).start()
     with build_client(settings) as client:
         push = Upkeep(settings, app_.sessions, Fetcher.from_settings(client, settings), utcnow) if settings.public_url else None
-        scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval, push=push)
+        scheduler = build_dispatcher(enqueue, now=utcnow(), sender=sender, delivery_interval=settings.delivery_interval, push=push, wake=wake)
         serve_forever(scheduler, stop)
 
 
@@ -54,8 +56,8 @@ def worker(
         err.print("[red]no broker:[/] set MONITOR_BROKER_URL (redis://… or amqp://…) for `monitor worker`")
         raise typer.Exit(2)
     celery = make_celery(settings)
-    sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them
-    with pipeline_deps(app_, sender=sender) as deps, HostPool(deps.fetcher, settings.fetch_workers) as pages:
+    sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them, woken by a message
+    with pipeline_deps(app_, sender=sender, wake=sender_waker(celery)) as deps, HostPool(deps.fetcher, settings.fetch_workers) as pages:
         deps.embedder.embed(["the model loads before the first poll is taken"])
         for scorer in deps.scorers:
             scorer.model  # noqa: B018  each topic's model read (or trained) once here, not by every poll thread at once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from datetime import datetime
 from ipaddress import ip_network
 from pathlib import Path
@@ -22,6 +23,7 @@ from monitor.delivery import Report, digest_day
 from monitor.deps import Deps, utcnow
 from monitor.domain import ACTIVE, PENDING, FeedOutcome, Subscription
 from monitor.specs import FeedSpec, span
+from monitor.hostpool import HostPool
 from monitor.notify.digest import to_email
 from monitor.passes import run_pass
 from monitor.push import Upkeep
@@ -146,13 +148,16 @@ def run(
         schedule_forever(app_, sender, stop)
         return
     tally = PollTally(len(feeds))
-    with pipeline_deps(app_, sender=sender) as deps:
+    wake = threading.Event()  # set after each commit that owed an alert: the sender looks at once, not at its interval
+    workers = app_.settings.fetch_workers
+    with pipeline_deps(app_, sender=sender, wake=wake.set) as deps, HostPool(deps.fetcher, workers) as pages:
         if sender.mail is not None:
             sender.plan_if_missed()
         push = Upkeep(app_.settings, app_.sessions, deps.fetcher, utcnow) if app_.settings.public_url else None
         scheduler = build_scheduler(
-            deps, feeds, workers=app_.settings.fetch_workers, sender=sender, delivery_interval=app_.settings.delivery_interval, tally=tally, push=push
-        )
+            replace(deps, page_pool=pages), feeds, workers=workers, sender=sender,
+            delivery_interval=app_.settings.delivery_interval, tally=tally, wake=wake, push=push,
+        )  # fmt: skip
         serve_forever(scheduler, stop, tally)
 
 
