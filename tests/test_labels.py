@@ -7,7 +7,7 @@ import csv
 import io
 import json
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -24,7 +24,7 @@ from monitor.export import write_csv
 from monitor.store import feedback, outbox
 from monitor.store import repository as repo
 from monitor.store.models import Article, ArticleTopic, Delivery, StoryTopic
-from monitor.store.views import article_view, story_views
+from monitor.store.views import article_view, export_rows, story_views
 from monitor.web.app import create_app
 
 from .conftest import NOW, ROOT, Clock, archive_settings
@@ -136,7 +136,7 @@ def test_labels_become_training_items_once_folded_and_come_out_with_the_export(s
         assert feedback.fold(session, topic=TOPIC, now=LATER) == 2
     with sessions() as session:
         items = {item.key: item.relevant for item in feedback.training_items(session, topic=TOPIC)}
-        rows = {row["url"]: row for row in repo.export_rows(session, topic=TOPIC)}
+        rows = {row["url"]: row for row in export_rows(session, topic=TOPIC)}
     assert items == {"https://a.example/4": False, "https://b.example/4": True}  # the same-text copy adds nothing
     assert rows["https://a.example/4"]["label"] == {"relevant": False, "by": "alice", "at": LATER.isoformat(), "note": "", "on": "story", "folded": True}
     assert rows["https://b.example/4"]["label"]["by"] == "dan" and rows["https://b.example/4"]["label"]["on"] == "article"
@@ -263,7 +263,10 @@ def article(title: str, body: str | None = None) -> bytes:
 
 
 def news(site: LocalSite, items: list[tuple[str, str]]) -> None:
-    site.routes["/news.xml"] = Reply(200, rss([(title, site.url(path), title) for title, path in items]), RSS)
+    """The outlet's feed, published an hour before now: the command line runs on the machine's clock, and a story's
+    window (7 days) would drop news dated from the tests' fixed clock once a week had passed."""
+    published = datetime.now(timezone.utc) - timedelta(hours=1)
+    site.routes["/news.xml"] = Reply(200, rss([(title, site.url(path), title) for title, path in items], published=published), RSS)
 
 
 @pytest.fixture

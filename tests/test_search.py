@@ -27,6 +27,8 @@ from monitor.store.search import (
 )
 from monitor.store.terms import fuse, parse_terms
 
+from .conftest import readers_labels_stand_in
+
 
 TOPIC = "china-surveillance-bans"
 NOW = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
@@ -378,7 +380,8 @@ def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database
     config = alembic_config(engine)
     command.upgrade(config, "0003")
     sessions = session_factory(engine)
-    store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
+    with readers_labels_stand_in(engine):
+        store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
     command.upgrade(config, "head")
     assert words(sessions, "Hytera").total == 1
     command.downgrade(config, "0003")
@@ -393,7 +396,8 @@ def test_the_migration_takes_the_sentinels_out_of_articles_stored_before_it(data
     engine = make_engine(database_url)
     command.upgrade(alembic_config(engine), "0006")
     sessions = session_factory(engine)
-    article_id = store(sessions, embedder, "https://x.example/old", "Harbour cameras", "Old harbour text.")
+    with readers_labels_stand_in(engine):
+        article_id = store(sessions, embedder, "https://x.example/old", "Harbour cameras", "Old harbour text.")
     with sessions.begin() as session:
         session.execute(update(Article).where(Article.id == article_id).values(text="Old \ue001harbour\ue000 text."))
     command.upgrade(alembic_config(engine), "head")
