@@ -38,14 +38,15 @@ from monitor.demo.server import LocalSite, Reply, Request
 from monitor.demo.site import HTML, RSS, SiteArticle, render_page, render_rss
 from monitor.delivery import Sender, SlackChannel
 from monitor.deps import Deps
-from monitor.domain import FeedOutcome, FeedSpec, Outputs, SlackRoute
+from monitor.domain import FeedOutcome
+from monitor.specs import FeedSpec, Outputs, SlackRoute
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
 from monitor.hostpool import HostPool
 from monitor.notify.slack import SlackWebhook
 from monitor.pipeline import poll_feed
 from monitor.scheduler import MAX_JITTER, DeliveryLoop
-from monitor.store import repository as repo
+from monitor.store import polling
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import ArticleTopic, Delivery, Story, StoryTopic
 
@@ -222,9 +223,9 @@ def run_mode(mode: Mode, outlets: tuple[Outlet, ...], published: list[Published]
             for article in by_outlet[index]:
                 appeared[canonical_url(f"{site.base_url}/news/{article.slug}.html")] = (article.published, outlet.interval)
         with sessions.begin() as session:
-            repo.sync_feeds(session, [mode.feed(o, s.url("/feed.xml")) for o, s in zip(outlets, sites)], now=START)
+            polling.sync_feeds(session, [mode.feed(o, s.url("/feed.xml")) for o, s in zip(outlets, sites)], now=START)
         with sessions() as session:
-            feed_ids = {feed.name: feed.id for feed in repo.feeds_overview(session)}
+            feed_ids = {feed.name: feed.id for feed in polling.feeds_overview(session)}
         settings = Settings(allowed_networks=list(LOOPBACK_NETWORKS), database_url=f"sqlite:///{tmp}/latency.db", **mode.settings)
         route = SlackRoute()
         sender = Sender(
@@ -260,7 +261,7 @@ def run_mode(mode: Mode, outlets: tuple[Outlet, ...], published: list[Published]
                 poll_feed(feed_id, deps)
                 run.polls += 1
                 with sessions() as session:
-                    due = repo.feed_next_due(session, feed_id) or moment + timedelta(seconds=outlet.interval)
+                    due = polling.feed_next_due(session, feed_id) or moment + timedelta(seconds=outlet.interval)
                 jitter = min(outlet.interval * 0.1, MAX_JITTER)
                 heapq.heappush(events, (max(due, moment) + timedelta(seconds=rng.uniform(0, jitter)), len(events), "poll", index))
             settle(sessions, clock)

@@ -23,6 +23,7 @@ from monitor.domain import PollHint
 from monitor.specs import FeedSpec
 from monitor.feeds import parse_feed
 from monitor.fetch import Fetcher, build_client, cache_hint
+from monitor.hostpool import HostPool
 from monitor.deps import Deps
 from monitor.pipeline import poll_feed
 from monitor.scheduler import build_scheduler, poll_and_follow
@@ -212,11 +213,13 @@ def conditional(body: bytes, headers: dict[str, str] | None = None):
 
 @contextmanager
 def polling_deps(sessions, settings, clock: Clock, *, host_delay: float = 0.0) -> Iterator[Deps]:
-    """The pipeline's dependencies; the fetcher's waits between requests to one host are recorded, not slept."""
+    """The pipeline's dependencies; the fetcher's waits between requests to one host are recorded, not slept, and
+    its pages are read through a pool that does not space them either (the politeness floor reads the fetcher's delay)."""
     settings = settings.model_copy(update={"host_delay": host_delay})
     with build_client(settings) as client:
         fetcher = Fetcher(client, host_concurrency=4, host_delay=host_delay, sleep=lambda _seconds: None)
-        yield Deps(settings=settings, sessions=sessions, fetcher=fetcher, embedder=HashEmbedder(), scorers=[], clock=clock)
+        with HostPool(Fetcher(client, host_concurrency=4, host_delay=0.0), 2) as pages:
+            yield Deps(settings=settings, sessions=sessions, fetcher=fetcher, embedder=HashEmbedder(), scorers=[], clock=clock, page_pool=pages)
 
 
 def add_feeds(sessions, specs: list[FeedSpec], *, since: datetime = WATCHED) -> dict[str, int]:

@@ -17,7 +17,8 @@ from sqlalchemy import select
 from monitor.config import Settings
 from monitor.demo.server import Reply, Request
 from monitor.demo.site import load_demo_articles, site_routes
-from monitor.domain import FeedOutcome, QuietHours, SlackRoute
+from monitor.domain import FeedOutcome
+from monitor.specs import QuietHours, SlackRoute
 from monitor.passes import run_pass
 from monitor.pipeline import poll_feed
 from monitor.scheduler import build_scheduler
