@@ -10,7 +10,8 @@ from dataclasses import replace
 from monitor.deps import Deps
 from monitor.domain import FeedOutcome
 from monitor.hostpool import HostPool
-from monitor.pipeline import FeedPoll, collect_feed, finish_feed, record_crash, store_articles
+from monitor.pipeline import FeedPoll, collect_feed, finish_feed, record_crash
+from monitor.storing import store_batch
 
 # Feeds in hand at once per page thread: each outlet is asked at most once per politeness delay, so the page threads
 # stay busy only when several outlets have pages waiting.
@@ -26,7 +27,7 @@ def run_pass(
 ) -> list[FeedOutcome]:
     """Poll feeds once: feeds and pages are read in threads while the calling thread embeds and stores each article
     as soon as it (and those before it in its feed) is read, so the model never waits and no article waits for its
-    feed's last page."""
+    feed's last page. What every feed has read while the model was busy is embedded in one batch."""
     outcomes: list[FeedOutcome] = []
     stop = stop or threading.Event()
     workers = deps.settings.fetch_workers
@@ -59,9 +60,18 @@ def run_pass(
                     reading[feed_id] = future.result()
                 except Exception as exc:  # one feed's crash must not end the pass for the others
                     done(record_crash(feed_id, deps, exc))
+            batch = []
             for feed_id, poll in list(reading.items()):
                 try:
-                    store_articles(poll, poll.ready(), deps)
+                    batch.append(poll.arrivals())
+                except Exception as exc:  # a read that crashed
+                    del reading[feed_id]
+                    done(record_crash(feed_id, deps, exc, poll))
+            failures = store_batch(batch, deps)
+            for feed_id, poll in list(reading.items()):
+                try:
+                    if feed_id in failures:
+                        raise failures[feed_id]
                     if poll.reads:
                         continue
                     outcome = finish_feed(poll, deps)

@@ -1,4 +1,5 @@
-"""The one place that calls every stage in order, for one feed: fetch feed, parse, new?, fetch page, extract, embed, score, store."""
+"""The one place that calls every stage in order, for one feed: fetch feed, parse, new?, fetch page, extract, then
+store (monitor/storing.py: embed, score, place, store)."""
 
 from __future__ import annotations
 
@@ -14,21 +15,19 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from monitor.cadence import WINDOW_DAYS, Cadence, choose_interval, host_floor
-from monitor.classify import Document
 from monitor.config import Settings
-from monitor.dedup import Incoming, canonical_url, content_hash, signature, signature_to_bytes
+from monitor.dedup import canonical_url
 from monitor.deps import Deps, Timings
 from monitor.domain import Candidate, FeedEntry, FeedOutcome, PollHint, http_link
-from monitor.embed import to_bytes
 from monitor.extract import MIN_TEXT_CHARS, extract
 from monitor.feeds import NotAFeed, parse_feed
 from monitor.fetch import Fetcher, FetchError, RetryLater, cache_hint
 from monitor.hostpool import HostPool
-from monitor.placement import catch_up, load_deduper
 from monitor.store import polling
 from monitor.store import repository as repo
 from monitor.store.terms import unmarked
-from monitor.times import article_time, backoff_delay
+from monitor.storing import Arrivals, store_articles
+from monitor.times import backoff_delay
 from monitor.websub import discover
 
 log = logging.getLogger(__name__)
@@ -53,6 +52,10 @@ class FeedPoll:
         while self.reads and self.reads[0].done():
             done.append(self.reads.popleft().result())
         return done
+
+    def arrivals(self) -> Arrivals:
+        """What `ready` gives, as the storing stage takes it."""
+        return Arrivals(self.feed_id, self.outcome, self.ready())
 
     def abandon(self) -> None:
         """The reads not started yet are dropped (the poll crashed); the next poll reads them."""
@@ -221,57 +224,6 @@ def read_entries(
     return FeedPoll(state.id, FeedOutcome(feed=state.name, ok=True), reads, feed_state=feed_state, hints=hints, pushed=pushed)
 
 
-def store_articles(poll: FeedPoll, candidates: list[Candidate], deps: Deps) -> None:
-    """Embed, score, place in stories and store articles just read, in one transaction; the poll's outcome counts them.
-
-    A story made relevant here is owed in the same transaction; once it has committed, the sender is woken.
-    """
-    if not candidates:
-        return
-    documents = [Document(c.title, c.text) for c in candidates]
-    with deps.timings.measure("embed"):
-        vectors = deps.embedder.embed([d.for_embedding for d in documents])
-    with deps.timings.measure("score"):
-        per_topic = [scorer.score(documents, vectors) for scorer in deps.scorers]
-    with deps.timings.measure("dedup"):
-        signatures = [signature(c.text) for c in candidates]
-    items = [
-        repo.StoredArticle(
-            candidate=c,
-            content_hash=content_hash(c.text),
-            embedding=to_bytes(vectors[i]),
-            verdicts=[verdicts[i] for verdicts in per_topic],
-            minhash=signature_to_bytes(signatures[i]) if signatures[i] is not None else None,
-        )
-        for i, c in enumerate(candidates)
-    ]
-    now, owed = deps.clock(), False
-    with deps.deduper.lock:
-        deps.deduper.prune(now)
-        try:
-            with deps.timings.measure("store"), deps.sessions.begin() as session:
-                with deps.timings.measure("placement lock"):
-                    catch_up(session, deps.deduper, topic=_first_topic(deps), now=now)
-                stored = repo.add_articles(session, items, now=now)
-                for index, candidate in enumerate(candidates):
-                    if candidate.url in stored:
-                        owed |= _place(session, deps, stored[candidate.url], items[index], signatures[index], vectors[index], now)
-                    elif (updated := repo.update_article(session, items[index], now=now)) is not None:
-                        owed |= _refresh_story(session, deps, updated, items[index].verdicts, now)
-                failures = [(c.original_url, c.page_error) for c in candidates if c.page_error]
-                polling.record_page_failures(session, poll.feed_id, failures, now=now)
-        except Exception:
-            load_deduper(deps.deduper, deps.sessions, topic=_first_topic(deps), now=now)  # forget what was rolled back
-            raise
-    if owed and deps.wake_sender:
-        deps.wake_sender()
-    outcome = poll.outcome
-    outcome.new_articles += len(stored)
-    outcome.page_errors += [c.page_error for c in candidates if c.page_error]
-    if per_topic:
-        outcome.relevant += sum(1 for c, verdict in zip(candidates, per_topic[0]) if verdict.relevant and c.url in stored)
-
-
 def finish_feed(poll: FeedPoll, deps: Deps) -> FeedOutcome:
     """Every article of the poll stored: the feed's new state and next interval are recorded (its new items counted)."""
     if poll.feed_state is not None and not poll.pushed:
@@ -285,57 +237,8 @@ def ingest(poll: FeedPoll, deps: Deps) -> FeedOutcome:
     """Store each article as soon as it and those before it in the feed are read, then record the feed's new state."""
     while poll.reads:
         wait([poll.reads[0]])
-        store_articles(poll, poll.ready(), deps)
+        store_articles(poll.arrivals(), deps)
     return finish_feed(poll, deps)
-
-
-def _first_topic(deps: Deps) -> str:
-    return deps.scorers[0].spec.name if deps.scorers else ""
-
-
-def _place(session: Session, deps: Deps, article_id: int, item: repo.StoredArticle, sig, vector, now: datetime) -> bool:
-    """Place a new article in its story; True when that made a story relevant (and so owed to the outputs)."""
-    tags = item.verdicts[0] if item.verdicts else None
-    incoming = Incoming(
-        key=article_id,
-        content_hash=item.content_hash,
-        signature=sig,
-        vector=vector,
-        when=article_time(item.candidate.published, now),
-        vendors=frozenset(tags.vendors if tags else ()),
-        countries=frozenset(tags.countries if tags else ()),
-        actions=frozenset(tags.actions if tags else ()),
-    )
-    with deps.timings.measure("dedup"):
-        placement = deps.deduper.place(incoming)
-    story_id, newly_relevant = repo.place_article(
-        session,
-        article_id,
-        story_id=placement.story,
-        duplicate_of_id=placement.duplicate_of,
-        copy_kind=placement.copy_kind,
-        tags=tags,
-        verdicts=item.verdicts,
-        now=now,
-    )
-    deps.deduper.remember(incoming, placement, story=story_id)
-    deps.deduper.stored_through = max(deps.deduper.stored_through, article_id)
-    return _owe(session, deps, story_id, newly_relevant)
-
-
-def _refresh_story(session: Session, deps: Deps, updated: tuple[int, int | None], verdicts, now: datetime) -> bool:
-    article_id, story_id = updated
-    if story_id is None:
-        return False
-    return _owe(session, deps, story_id, repo.update_story_topics(session, story_id, verdicts, now=now, article_id=article_id))
-
-
-def _owe(session: Session, deps: Deps, story_id: int, topics) -> bool:
-    if not deps.on_relevant_story:
-        return False
-    for topic in topics:
-        deps.on_relevant_story(session, story_id, topic)
-    return bool(topics)
 
 
 def store_failure(exc: SQLAlchemyError) -> str:

@@ -49,7 +49,7 @@ STAGES = {  # each stage with the modules that are its parts
     "spikes": {"spikes"},
     "websub": {"websub"},
 }
-PIPELINE = {"pipeline", "deps", "passes", "placement", "delivery", "spike_watch", "rescore", "push"}
+PIPELINE = {"pipeline", "storing", "deps", "passes", "placement", "delivery", "spike_watch", "rescore", "push"}
 ABOVE_PIPELINE = {"scheduler", "tasks", "metrics"}
 OUTPUTS = {"export"}
 EVALUATION = {"evaluate", "topic_eval", "story_eval", "training"}

@@ -7,6 +7,7 @@ import socket
 import sqlite3
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
@@ -313,6 +314,69 @@ def test_three_hundred_feeds_without_delay_never_lock_the_store(tmp_path, settin
     assert count_articles(sessions) == 30
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(FetchFailure)) == 0
+    engine.dispose()
+
+
+class _BusyModel:
+    """The real embedder, recording each batch it is given; its first call lasts until every page has been served, as a
+    busy model's would while the other outlets' pages arrive. A text holding `poison` makes it fail."""
+
+    def __init__(self, embedder, site: LocalSite, pages: int):
+        self.embedder, self.site, self.pages, self.batches = embedder, site, pages, []
+
+    def embed(self, texts):
+        if not self.batches:
+            deadline = time.monotonic() + 60
+            while sum(r.path.startswith("/p/") for r in self.site.requests) < self.pages and time.monotonic() < deadline:
+                time.sleep(0.05)
+        self.batches.append(list(texts))
+        if any("poison" in text for text in texts):
+            raise ValueError("the model choked")
+        return self.embedder.embed(texts)
+
+
+def _busy_site(site: LocalSite, feeds: int, per_feed: int, poison: int | None = None) -> dict[str, str]:
+    for n in range(feeds):
+        items = [(f"Feed {n} story {k}", site.url(f"/p/{n}-{k}.html"), "s") for k in range(per_feed)]
+        site.routes[f"/f/{n}.xml"] = Reply(200, rss(items), RSS)
+        for k in range(per_feed):
+            title = f"Feed {n} story {k}" + (" poison" if n == poison else "")
+            site.routes[f"/p/{n}-{k}.html"] = Reply(200, page(title, words=60), HTML)
+    return {f"feed {n}": site.url(f"/f/{n}.xml") for n in range(feeds)}
+
+
+def test_what_several_feeds_read_while_the_model_was_busy_is_embedded_in_one_batch(tmp_path, settings, embedder, config):
+    """One article at a time costs the model several times more than a batch: a busy pass must not feed it one by one."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2))
+        model = _BusyModel(embedder, site, pages=6)
+        outcomes = run_all(sessions, replace(deps, embedder=model), names)
+
+    assert [o.new_articles for o in outcomes.values()] == [2, 2, 2]
+    assert count_articles(sessions) == 6
+    feeds_per_batch = [len({text.split(" story ")[0].rsplit("Feed ", 1)[1] for text in batch}) for batch in model.batches]
+    assert max(feeds_per_batch) >= 2, model.batches
+    assert len(model.batches) < 6
+    engine.dispose()
+
+
+def test_a_batch_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path, settings, embedder, config):
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=1))
+        model = _BusyModel(embedder, site, pages=6)
+        outcomes = run_all(sessions, replace(deps, embedder=model), names)
+
+    assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": False, "feed 2": True}
+    assert "the model choked" in outcomes["feed 1"].error
+    with sessions() as session:
+        titles = set(session.scalars(select(Article.title)))
+    assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 2 story 0", "Feed 2 story 1"}
     engine.dispose()
 
 
