@@ -23,7 +23,7 @@ import redis
 from sqlalchemy import func, select
 
 from monitor.classify import Document, TopicScorer
-from monitor.config import Settings, load_config
+from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.dedup import Deduper
 from monitor.deps import Deps, Timings, utcnow
 from monitor.specs import FeedSpec
@@ -47,6 +47,7 @@ FEEDS, PER_FEED, LATENCY = 16, 10, 0.3
 WORKERS = (1, 2, 4)
 CONCURRENCY = 2  # polls per worker at once
 HOST_CONCURRENCY = 4
+STALL_S = 900  # a run that has not stored every article by then is broken, not slow
 
 
 @contextmanager
@@ -101,6 +102,7 @@ def distributed_pass(config: Path, workers: int, expected: int) -> dict:
             "MONITOR_BROKER_URL": broker,
             "MONITOR_HOST_DELAY": "0",
             "MONITOR_HOST_CONCURRENCY": str(HOST_CONCURRENCY),
+            "MONITOR_ALLOWED_NETWORKS": ",".join(LOOPBACK_NETWORKS),  # the outlets are on loopback addresses
         }
         log = stack.enter_context(open(config.parent / f"workers-{workers}.log", "w"))
         command = [sys.executable, "-m", "monitor.cli"]
@@ -113,7 +115,9 @@ def distributed_pass(config: Path, workers: int, expected: int) -> dict:
         while not _count(sessions, select(func.count()).select_from(Feed).where(Feed.lease_until.is_not(None))):
             time.sleep(0.1)
         start = time.perf_counter()
-        while _count(sessions, select(func.count()).select_from(Article)) < expected:
+        while (stored := _count(sessions, select(func.count()).select_from(Article))) < expected:
+            if time.perf_counter() - start > STALL_S:
+                raise RuntimeError(f"{workers} worker(s) stored {stored} of {expected} articles in {STALL_S} s; see {log.name}")
             time.sleep(0.1)
         elapsed = time.perf_counter() - start
     return {"workers": workers, "seconds": elapsed, "per_s": expected / elapsed}
@@ -179,7 +183,7 @@ def placement_cost(urls: list[str], settings: Settings, embedder, scorers) -> di
 def main() -> dict:
     config_data = load_config(ROOT / "feeds.yaml")
     articles = generate_articles(FEEDS * PER_FEED, words=400, seed=11)
-    settings = Settings(host_delay=0, host_concurrency=HOST_CONCURRENCY)
+    settings = Settings(host_delay=0, host_concurrency=HOST_CONCURRENCY, allowed_networks=list(LOOPBACK_NETWORKS))
     embedder = SentenceTransformerEmbedder()
     texts = [Document(a.title, "\n".join([a.summary, *a.paragraphs])).for_embedding for a in articles]
     embedder.embed(texts[:8])
