@@ -37,8 +37,9 @@ from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed
 from monitor.tasks import make_celery, queue_state
 
+from bench import cache
 from bench.newsgen import generate_articles
-from bench.pipeline import outlets
+from bench.pipeline import embedding_rate, outlets
 
 ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -187,14 +188,13 @@ def main() -> dict:
     embedder = SentenceTransformerEmbedder()
     texts = [Document(a.title, "\n".join([a.summary, *a.paragraphs])).for_embedding for a in articles]
     embedder.embed(texts[:8])
-    start = time.perf_counter()
-    embedder.embed(texts)
-    embed_rate = len(texts) / (time.perf_counter() - start)
+    before = embedding_rate(embedder, texts)
     with ExitStack() as stack:
         urls = stack.enter_context(outlets(articles, feeds=FEEDS, per_feed=PER_FEED, delay=LATENCY))
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         config = write_config(folder, urls)
         runs = [distributed_pass(config, workers, len(articles)) for workers in WORKERS]
+        embed_rate = (before + embedding_rate(embedder, texts)) / 2  # on each side of the runs: a machine whose load drifts
         with database() as url:
             engine = make_engine(url)
             upgrade(engine)
@@ -206,14 +206,14 @@ def main() -> dict:
 
 
 def report(result: dict) -> None:
-    print(f"distributed: {result['articles']} articles in {FEEDS} feeds, every request answered after {LATENCY * 1000:.0f} ms")
+    print(f"distributed: {result['articles']} articles in {FEEDS} feeds, every request answered after {LATENCY * 1000:.0f} ms ({cache.machine()})")
     for run in result["runs"]:
         n = run["workers"]
         print(
             f"  {n} worker{'s' if n > 1 else ''} x {CONCURRENCY} polls: {run['per_s']:.1f} articles/s end to end ({run['seconds']:.1f}s); "
             f"fetching alone {result['fetch_per_s'][n]:.1f} articles/s"
         )
-    print(f"  embedding alone {result['embed_per_s']:.1f} articles/s (the two cores' ceiling, whatever the number of workers)")
+    print(f"  embedding alone {result['embed_per_s']:.1f} articles/s, measured before and after the runs (the two cores' ceiling, whatever the number of workers)")
     placement = result["placement"]
     print(
         f"  placement with two placers on PostgreSQL: {placement['placement_ms']:.2f} ms per article for the lock and catch-up "
