@@ -103,16 +103,17 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
         rows = [(story_id, None, 0.0) for story_id in session.scalars(newest_first.limit(limit).offset(offset))]
     elif query.mode == "words" and terms is not None:
-        rows, total, part = ranked_words(session, terms, filters, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
+        per_story = story_filters(query, dialect, per_story=True)
+        rows, total, part = ranked_words(session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
         matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
     else:
-        words, meaning = _candidates(session, query, terms, vector, filters, vectors)
+        words, meaning = _candidates(session, query, terms, vector, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning
         if facets:
             chosen = facet_filters(query, dialect)
-            unfaceted = _candidates(session, query, terms, vector, base_filters(query), vectors) if chosen else (words, meaning)
+            unfaceted = _candidates(session, query, terms, vector, vectors, faceted=False) if chosen else (words, meaning)
             matching = Story.id.in_(sorted({row[0] for found in unfaceted for row in found}))
         by_words, similarity = {row[0] for row in words}, {row[0]: row[2] for row in meaning}
         matched = {row[0]: "both" if row[0] in by_words and row[0] in similarity else "words" if row[0] in by_words else "meaning" for row in ranked}
@@ -139,7 +140,7 @@ def coverage(session: Session, query: SearchQuery, *, split: str, vectors: Vecto
     elif query.mode == "words" and terms is not None:
         found = Story.id.in_(word_matches(dialect, terms))
     else:
-        words, meaning = _candidates(session, query, terms, query_vector if query.mode != "words" else None, filters, vectors)
+        words, meaning = _candidates(session, query, terms, query_vector if query.mode != "words" else None, vectors)
         found = Story.id.in_(sorted({row[0] for rows in (words, meaning) for row in rows}))
     return daily_counts(session, and_(found, *filters), split=split)
 
@@ -194,10 +195,14 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _candidates(session: Session, query: SearchQuery, terms: Terms | None, vector: np.ndarray | None, filters: list, vectors: VectorIndex) -> tuple[list, list]:
-    """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion."""
-    words = ranked_words(session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
-    meaning = _meaning(session, filters, vectors, vector) if vector is not None else []
+def _candidates(
+    session: Session, query: SearchQuery, terms: Terms | None, vector: np.ndarray | None, vectors: VectorIndex, *, faceted: bool = True
+) -> tuple[list, list]:
+    """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion; without
+    faceted, the facets' filters left out (what facet counts count)."""
+    chosen = list(facet_filters(query, session.get_bind().dialect.name).values()) if faceted else []
+    words = ranked_words(session, terms, [*base_filters(query, per_story=True), *chosen], since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
+    meaning = _meaning(session, [*base_filters(query), *chosen], vectors, vector) if vector is not None else []
     return words, meaning
 
 

@@ -2,8 +2,8 @@
 
 Ranking every matching article (bm25 in FTS5, ts_rank over each match's tsvector) costs what the archive holds
 matches: a common word matches a tenth of a year's million articles, and grows with every year kept. So the words
-are ranked within a slice: the articles stored in the archive's last 30 days, widened to 120 and 365 days, then to
-everything, only while the slice holds fewer matching stories (the filters applied) than the page needs (or
+are ranked within a slice: the articles stored in the archive's last 7 days, widened to 30, 120 and 365 days, then
+to everything, only while the slice holds fewer matching stories (the filters applied) than the page needs (or
 hybrid's candidates). A common word stops at the first slice; a rare one widens cheaply, having few matches in any.
 A news archive's best matches are mostly its recent ones, and sort=newest is exact: the newest matches are the
 slice's. A slice is a range of article ids (ids grow as articles are stored; its ends come from the index on
@@ -14,11 +14,10 @@ lower bound: counting every match of a common word costs what ranking them did.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table
+from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table, text
 from sqlalchemy.orm import Session
 
 from monitor.store.filters import story_date
@@ -32,7 +31,7 @@ TSVECTOR_COLUMN = "search_vector"
 TSVECTOR_INDEX = "ix_articles_search_vector"
 REGCONFIG = literal_column("'english'::regconfig")
 
-WINDOWS = (timedelta(days=30), timedelta(days=120), timedelta(days=365))  # the slices before the whole archive
+WINDOWS = (timedelta(days=7), timedelta(days=30), timedelta(days=120), timedelta(days=365))  # the slices before the whole archive
 MARGIN = timedelta(days=7)  # a date filter's slice reaches this far past its days: an article's fetch and its story's date differ
 
 fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
@@ -60,50 +59,60 @@ def ranked_words(
     """(story id, best article id, rank) of a page of the stories whose articles hold the words, best or newest first;
     their number in the slice searched (a lower bound unless the slice is complete); and the slice."""
     dialect = session.get_bind().dialect.name
-    inner: list[int] = []  # the floors of the narrower slices searched before
-    for part in slices(session, since, until):
-        rows, total = _ranked(session, dialect, terms, filters, part, inner, limit=limit, offset=offset, newest=newest)
-        inner.append(part.floor)
-        if total >= offset + limit or part.complete:
-            if part.complete and not rows and offset:  # a page past the end: the count without the rows
-                found = word_matches(dialect, terms, part).subquery()
-                total = session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
-            return rows, total, part
-    raise AssertionError("the last slice is complete")
+    parts = slices(session, since, until)
+    if dialect == "postgresql":
+        # The planner counts no cost for reading each tsvector out of TOAST, so on a slice it walks the primary key
+        # and tests every article's; ANDing the GIN index's bitmap with the key range's reads only the matches: 5x
+        # to 20x faster (EXPLAIN ANALYZE at 100,000). So plain index scans are off while the slices are ranked.
+        session.execute(text("SET LOCAL enable_indexscan = off"))
+    try:
+        inner: list[int] = []  # the floors of the narrower slices searched before
+        for part in parts:
+            rows, total = _ranked(session, dialect, terms, filters, part, inner, limit=limit, offset=offset, newest=newest)
+            inner.append(part.floor)
+            if total >= offset + limit or part.complete:
+                if part.complete and not rows and offset:  # a page past the end: the count without the rows
+                    found = word_matches(dialect, terms, part).subquery()
+                    total = session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
+                return rows, total, part
+        raise AssertionError("the last slice is complete")
+    finally:
+        if dialect == "postgresql":
+            session.execute(text("RESET enable_indexscan"))
 
 
-def slices(session: Session, since: date | None, until: date | None) -> Iterator[Slice]:
-    """The slices to search, narrowest first, each found only when the one before held too few; the last complete.
+def slices(session: Session, since: date | None, until: date | None) -> list[Slice]:
+    """The slices to search, narrowest first, the last complete: two statements, each bound an index's lookup.
 
     The windows end at the newest article stored (or a week after until); since and until bound every slice.
     """
-    newest = session.scalar(select(func.max(Article.fetched_at)))
+    newest, first, top = session.execute(select(*(select(value).scalar_subquery() for value in (func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id))))).one()
     if newest is None:
-        yield Slice()
-        return
-    floor = None
-    if since:  # nothing fetched since: a floor above every id
-        floor = _first_fetched(session, _day_start(since) - MARGIN) or session.scalar(select(func.max(Article.id))) + 1
-    end, ceiling = newest, None
+        return [Slice()]
+    end = newest
     if until and _day_start(until + timedelta(days=1)) + MARGIN < newest:
         end = _day_start(until + timedelta(days=1)) + MARGIN
-        ceiling = session.scalar(select(Article.id).where(Article.fetched_at > end).order_by(Article.fetched_at).limit(1))
-    first = session.scalar(select(func.min(Article.id)))
-    for window in WINDOWS:
-        start = _first_fetched(session, end - window)
+    moments = [end - window for window in WINDOWS] + [_day_start(since) - MARGIN if since else None]
+    ids = [_first_fetched(at) if at else None for at in moments]
+    ceiling = select(Article.id).where(Article.fetched_at > end).order_by(Article.fetched_at).limit(1).scalar_subquery()
+    *starts, floor, ceiling = session.execute(select(*(i if i is not None else literal_column("NULL") for i in ids), ceiling)).one()
+    if since:  # nothing fetched since: a floor above every id
+        floor = top + 1 if floor is None else floor
+    found = []
+    for start in starts:
         if start is None or start <= first or (floor is not None and start <= floor):
             break
-        yield Slice(start, ceiling, complete=False)
-    yield Slice(floor, ceiling)
+        found.append(Slice(start, ceiling, complete=False))
+    return [*found, Slice(floor, ceiling)]
 
 
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
 
 
-def _first_fetched(session: Session, at: datetime) -> int | None:
-    """The id of the first article fetched at or after a moment (ids grow with fetches, so the slice's floor)."""
-    return session.scalar(select(Article.id).where(Article.fetched_at >= at).order_by(Article.fetched_at).limit(1))
+def _first_fetched(at: datetime):
+    """The id of the first article fetched at or after a moment (ids grow with fetches, so a slice's floor)."""
+    return select(Article.id).where(Article.fetched_at >= at).order_by(Article.fetched_at).limit(1).scalar_subquery()
 
 
 def _within(ids, part: Slice) -> list:
