@@ -84,6 +84,8 @@ def test_a_rare_word_widens_to_the_whole_archive_and_dates_bound_the_slice(sessi
     dated = words(sessions, "Hikvision", since=day(10), until=day(20), per_page=100)
     assert sorted(hit.story_id for hit in dated.results) == ids[10:21] and dated.total == 11 and dated.total_exact
     assert words(sessions, "Hikvision", since=day(70)).total == 0
+    week = words(sessions, "Hikvision", until=day(30), per_page=1)  # the windows end at until: its last week answers
+    assert [hit.story_id for hit in week.results] == [ids[30]] and week.total == 1 and not week.total_exact
 
 
 def test_the_api_and_the_page_say_at_least(sessions, database_url, tmp_path, embedder, config):

@@ -4,7 +4,8 @@ Ranking every matching article (bm25 in FTS5, ts_rank over each match's tsvector
 matches: a common word matches a tenth of a year's million articles, and grows with every year kept. So the words
 are ranked within a slice: the articles stored in the archive's last 7 days, widened to 30, 120 and 365 days, then
 to everything, only while the slice holds fewer matching stories (the filters applied) than the page needs (or
-hybrid's candidates). A common word stops at the first slice; a rare one widens cheaply, having few matches in any.
+hybrid's candidates), and then straight to the slice that the matches' rate in the narrower one says will hold
+enough. A common word stops at the first slice; a rare one widens cheaply, having few matches in any.
 A news archive's best matches are mostly its recent ones, and sort=newest is exact: the newest matches are the
 slice's. A slice is a range of article ids (ids grow as articles are stored; its ends come from the index on
 fetched_at), which FTS5 serves from its rowids and PostgreSQL from its primary key's btree ANDed with the GIN index.
@@ -66,16 +67,18 @@ def ranked_words(
         # to 20x faster (EXPLAIN ANALYZE at 100,000). So plain index scans are off while the slices are ranked.
         session.execute(text("SET LOCAL enable_indexscan = off"))
     try:
-        inner: list[int] = []  # the floors of the narrower slices searched before
-        for part in parts:
-            rows, total = _ranked(session, dialect, terms, filters, part, inner, limit=limit, offset=offset, newest=newest)
-            inner.append(part.floor)
-            if total >= offset + limit or part.complete:
+        n = 0
+        while True:
+            part, wanted = parts[n], offset + limit
+            rows, total = _ranked(session, dialect, terms, filters, part, [p.floor for p in parts[:n]], limit=limit, offset=offset, newest=newest)
+            if total >= wanted or part.complete:
                 if part.complete and not rows and offset:  # a page past the end: the count without the rows
                     found = word_matches(dialect, terms, part).subquery()
                     total = session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
                 return rows, total, part
-        raise AssertionError("the last slice is complete")
+            # the next slice whose span, at the matches' rate in this one, would hold enough (those between skipped)
+            enough = WINDOWS[n] * wanted / (total + 1)  # + 1: a rate read off a few matches, taken low
+            n = next((m for m in range(n + 1, len(parts)) if parts[m].complete or WINDOWS[m] >= enough), len(parts) - 1)
     finally:
         if dialect == "postgresql":
             session.execute(text("RESET enable_indexscan"))
@@ -84,17 +87,18 @@ def ranked_words(
 def slices(session: Session, since: date | None, until: date | None) -> list[Slice]:
     """The slices to search, narrowest first, the last complete: two statements, each bound an index's lookup.
 
-    The windows end at the newest article stored (or a week after until); since and until bound every slice.
+    The windows end at the newest article stored (or at until); a week before since and a week after until bound every slice.
     """
     newest, first, top = session.execute(select(*(select(value).scalar_subquery() for value in (func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id))))).one()
     if newest is None:
         return [Slice()]
-    end = newest
-    if until and _day_start(until + timedelta(days=1)) + MARGIN < newest:
-        end = _day_start(until + timedelta(days=1)) + MARGIN
+    end, stop = newest, None  # the windows end at the newest article or at until; the slices stop a week after until
+    if until:
+        end = min(newest, _day_start(until + timedelta(days=1)))
+        stop = end + MARGIN if end + MARGIN < newest else None
     moments = [end - window for window in WINDOWS] + [_day_start(since) - MARGIN if since else None]
     ids = [_first_fetched(at) if at else None for at in moments]
-    ceiling = select(Article.id).where(Article.fetched_at > end).order_by(Article.fetched_at).limit(1).scalar_subquery()
+    ceiling = select(Article.id).where(Article.fetched_at > stop).order_by(Article.fetched_at).limit(1).scalar_subquery() if stop else literal_column("NULL")
     *starts, floor, ceiling = session.execute(select(*(i if i is not None else literal_column("NULL") for i in ids), ceiling)).one()
     if since:  # nothing fetched since: a floor above every id
         floor = top + 1 if floor is None else floor
@@ -121,7 +125,7 @@ def _within(ids, part: Slice) -> list:
 
 def _tier(article_id, inner: list[int]) -> list:
     """Which of the narrower slices (0: the narrowest) holds an article, len(inner) for none: a widened slice ranks the
-    stories of the narrower ones first, so its pages continue the pages that the narrower slice answered."""
+    stories of the narrower ones first (searched or skipped), so its pages continue the pages a narrower one answered."""
     return [case(*((article_id >= floor, n) for n, floor in enumerate(inner)), else_=len(inner))] if inner else []
 
 
