@@ -34,6 +34,7 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
+FUSED_WORDS = 50  # word matches a slice must hold to end the widening for fusion (up to CANDIDATES taken from it)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
 SNIPPET_WORDS = 30
 HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
@@ -201,7 +202,11 @@ def _candidates(
     """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion; without
     faceted, the facets' filters left out (what facet counts count)."""
     chosen = list(facet_filters(query, session.get_bind().dialect.name).values()) if faceted else []
-    words = ranked_words(session, terms, [*base_filters(query, per_story=True), *chosen], since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
+    words = []
+    if terms:
+        filters = [*base_filters(query, per_story=True), *chosen]
+        found = ranked_words(session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS)
+        words = found[0]
     meaning = _meaning(session, [*base_filters(query), *chosen], vectors, vector) if vector is not None else []
     return words, meaning
 

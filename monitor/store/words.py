@@ -55,10 +55,22 @@ def tsquery(terms: Terms):
 
 
 def ranked_words(
-    session: Session, terms: Terms, filters: list, *, since: date | None, until: date | None, limit: int, offset: int, newest: bool
+    session: Session,
+    terms: Terms,
+    filters: list,
+    *,
+    since: date | None,
+    until: date | None,
+    limit: int,
+    offset: int,
+    newest: bool,
+    enough: int | None = None,
 ) -> tuple[list[tuple], int, Slice]:
     """(story id, best article id, rank) of a page of the stories whose articles hold the words, best or newest first;
-    their number in the slice searched (a lower bound unless the slice is complete); and the slice."""
+    their number in the slice searched (a lower bound unless the slice is complete); and the slice.
+
+    A slice holding `enough` stories (the whole page when None) ends the widening; the page is taken from it.
+    """
     dialect = session.get_bind().dialect.name
     parts = slices(session, since, until)
     if dialect == "postgresql":
@@ -69,7 +81,7 @@ def ranked_words(
     try:
         n = 0
         while True:
-            part, wanted = parts[n], offset + limit
+            part, wanted = parts[n], enough or offset + limit
             rows, total = _ranked(session, dialect, terms, filters, part, [p.floor for p in parts[:n]], limit=limit, offset=offset, newest=newest)
             if total >= wanted or part.complete:
                 if part.complete and not rows and offset:  # a page past the end: the count without the rows
@@ -77,8 +89,8 @@ def ranked_words(
                     total = session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
                 return rows, total, part
             # the next slice whose span, at the matches' rate in this one, would hold enough (those between skipped)
-            enough = WINDOWS[n] * wanted / (total + 1)  # + 1: a rate read off a few matches, taken low
-            n = next((m for m in range(n + 1, len(parts)) if parts[m].complete or WINDOWS[m] >= enough), len(parts) - 1)
+            span = WINDOWS[n] * wanted / (total + 1)  # + 1: a rate read off a few matches, taken low
+            n = next((m for m in range(n + 1, len(parts)) if parts[m].complete or WINDOWS[m] >= span), len(parts) - 1)
     finally:
         if dialect == "postgresql":
             session.execute(text("RESET enable_indexscan"))
