@@ -1,7 +1,8 @@
 """The archive bench's archives: generated once at the chosen size (bench/cache.py), cached, on SQLite and on PostgreSQL.
 
 Articles are generated from the demo site's sentences (as bench/newsgen does), about 450 words each, spread
-over two years, one story each: 10 % relevant, written from the on-topic articles' sentences (with a few
+evenly over two years and stored in the order they were fetched, as a monitor stores them (ids grow with time;
+each published up to half a day before it was fetched), one story each: 10 % relevant, written from the on-topic articles' sentences (with a few
 off-topic ones), the rest from the off-topic articles' sentences with an on-topic one now and then (a general
 news archive); tags drawn from the topic's vocabulary. Their vectors are not a million model runs: each is the
 real embedding of one of the evaluation texts (eval/topic_labelled.jsonl, by the packaged model) mixed with
@@ -86,12 +87,14 @@ def fill(sessions, start: int, count: int, directions: np.ndarray, seed: int, pr
         with sessions.begin() as session:
             session.execute(insert(Feed), [{"id": i + 1, "name": f"Outlet {i}", "url": f"https://outlet{i}.example/rss", "interval_seconds": 1800,
                                             "tags": [], "active": True, "error_count": 0, "created_at": NOW} for i in range(OUTLETS)])  # fmt: skip
+    span = timedelta(days=DAYS) / (start + count)  # between two articles' fetches
     for offset in range(start, start + count, BATCH):
         ids = range(offset + 1, min(offset + BATCH, start + count) + 1)
         vectors = noisy(directions, len(ids), np_rng)
         stories, articles, views = [], [], []
         for row, i in enumerate(ids):
-            when = NOW - timedelta(days=DAYS * rng.random())
+            fetched = NOW - (start + count - i) * span
+            when = fetched - timedelta(hours=12 * rng.random())
             relevant = rng.random() < 0.10
             tags = {
                 "vendors": rng.sample(VENDORS, rng.randint(1, 2)) if relevant or rng.random() < 0.3 else [],
@@ -107,7 +110,7 @@ def fill(sessions, start: int, count: int, directions: np.ndarray, seed: int, pr
             stories.append({"id": i, "title": title, "url": url, "first_seen_at": when, "last_updated_at": when, "published_at": when, "article_count": 1, **tags})
             articles.append({"id": i, "url": url, "original_url": url, "feed_id": rng.randint(1, OUTLETS), "title": title, "site_name": f"Outlet {rng.randrange(OUTLETS)}",
                              "text": body, "summary": "", "text_source": "page", "content_hash": f"{i:064d}", "embedding": vectors[row].tobytes(),
-                             "published_at": when, "fetched_at": when, "story_id": i})  # fmt: skip
+                             "published_at": when, "fetched_at": fetched, "story_id": i})  # fmt: skip
             views.append({"story_id": i, "topic": TOPIC, "score": rng.uniform(0.6, 1) if relevant else rng.uniform(0, 0.4), "relevant": relevant, "relevant_since": when if relevant else None})
         with sessions.begin() as session:
             session.execute(insert(Story), stories)

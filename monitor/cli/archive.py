@@ -114,9 +114,10 @@ def search_archive(
         from monitor.web.data import hit_dict, plain
 
         results = [{**hit_dict(hit), "snippet": plain(hit.snippet)} for hit in found.results]
-        typer.echo(json.dumps({"total": found.total, "results": results}, ensure_ascii=False))
+        typer.echo(json.dumps({"total": found.total, "total_exact": found.total_exact, "results": results}, ensure_ascii=False))
         return
-    title = f"{found.total} {'story' if found.total == 1 else 'stories'}" + (f", page {page}" if found.total > limit else "")
+    stories = "story" if found.total == 1 and found.total_exact else "stories"
+    title = ("" if found.total_exact else "at least ") + f"{found.total} {stories}" + (f", page {page}" if found.total > limit else "")
     table = Table(title=title, show_lines=True)
     for column in ("score, match", "date", "headline", "tags", "sources", "snippet"):
         table.add_column(column, overflow="fold")

@@ -47,13 +47,20 @@ def json_elements(tags, dialect: str):
     return function(tags).table_valued("value").alias()
 
 
-def base_filters(query: SearchQuery) -> list:
-    """The conditions that are not facets: relevance to the topic and the dates."""
+def base_filters(query: SearchQuery, *, per_story: bool = False) -> list:
+    """The conditions that are not facets: relevance to the topic and the dates.
+
+    Relevance is an IN over every relevant story, which SQLite builds once per statement: 6x faster than a lookup
+    per story where every story is read, yet a fixed cost (50 ms at 100,000 on a loaded machine) where a few
+    thousand are; per_story looks each up instead, for a statement over a bounded set (a slice's word matches).
+    """
     conditions = []
     if query.relevant:
-        # IN, not a correlated EXISTS: SQLite builds the set of relevant stories once (6x faster at 100,000)
-        relevant = select(StoryTopic.story_id).where(StoryTopic.topic == clean(query.topic), StoryTopic.relevant.is_(True))
-        conditions.append(Story.id.in_(relevant))
+        topic = (StoryTopic.topic == clean(query.topic), StoryTopic.relevant.is_(True))
+        if per_story:
+            conditions.append(exists().where(StoryTopic.story_id == Story.id, *topic))
+        else:
+            conditions.append(Story.id.in_(select(StoryTopic.story_id).where(*topic)))
     if query.since:
         conditions.append(story_date() >= datetime.combine(query.since, time.min, tzinfo=timezone.utc))
     if query.until:
@@ -76,9 +83,9 @@ def facet_filters(query: SearchQuery, dialect: str) -> dict:
     return conditions
 
 
-def story_filters(query: SearchQuery, dialect: str) -> list:
+def story_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) -> list:
     """Every filter of the query as conditions on stories (correlated subqueries, so any statement over stories can use them)."""
-    return [*base_filters(query), *facet_filters(query, dialect).values()]
+    return [*base_filters(query, per_story=per_story), *facet_filters(query, dialect).values()]
 
 
 def facet_counts(session: Session, query: SearchQuery, matching) -> Facets:

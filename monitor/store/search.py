@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 import numpy as np
-from sqlalchemy import Integer, Text, and_, cast, column, func, literal_column, select, table, true
+from sqlalchemy import and_, func, literal_column, select, true
 from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
@@ -18,6 +18,7 @@ from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet, unmarked
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
 from monitor.store.views import outlet_name
+from monitor.store.words import FTS_TABLE, REGCONFIG, STORY_MAP, TSVECTOR_COLUMN, TSVECTOR_INDEX, fts, fts_match, ranked_words, tsquery, tsvector, word_matches
 
 __all__ = [
     "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "DailyCounts", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
@@ -33,21 +34,11 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
+FUSED_WORDS = 50  # word matches a slice must hold to end the widening for fusion (up to CANDIDATES taken from it)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
 SNIPPET_WORDS = 30
 HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
-REGCONFIG = literal_column("'english'::regconfig")
 
-# the search objects that migrations 0004, 0005 and 0006 add beside the models
-FTS_TABLE = "articles_fts"
-STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
-TSVECTOR_COLUMN = "search_vector"
-TSVECTOR_INDEX = "ix_articles_search_vector"
-
-_fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
-_fts_match = literal_column(FTS_TABLE).op("MATCH")
-_story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
-_tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
 
 
 class SearchError(ValueError):
@@ -74,11 +65,12 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class SearchPage:
-    total: int
+    total: int  # a words search's: the stories found in the slice it ranked (monitor/store/words.py)
     results: list[SearchHit]
     query: SearchQuery
     notice: str | None = None
     facets: Facets | None = None  # asked for with facets=True: each filter's values with their numbers of stories
+    total_exact: bool = True  # False: the words were ranked in the archive's most recent slice; at least total stories match
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
@@ -105,22 +97,24 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     newest = query.sort == "newest" or not text
     matched: dict[int, str] = {}
     similarity: dict[int, float] = {}
+    exact = True
     matching = true()  # the stories the query finds, before any facet filter: what facet counts count
     if not text:
         total = session.scalar(select(func.count()).select_from(Story).where(*filters))
         newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
         rows = [(story_id, None, 0.0) for story_id in session.scalars(newest_first.limit(limit).offset(offset))]
     elif query.mode == "words" and terms is not None:
-        rows, total = _words(session, dialect, terms, filters, limit=limit, offset=offset, newest=newest)
-        total = total if rows or not offset else _words_total(session, dialect, terms, filters)  # a page past the end
+        per_story = story_filters(query, dialect, per_story=True)
+        rows, total, part = ranked_words(session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
+        exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
-        matching = Story.id.in_(_word_matches(dialect, terms))
+        matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
     else:
-        words, meaning = _candidates(session, dialect, terms, vector, filters, vectors)
+        words, meaning = _candidates(session, query, terms, vector, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning
         if facets:
             chosen = facet_filters(query, dialect)
-            unfaceted = _candidates(session, dialect, terms, vector, base_filters(query), vectors) if chosen else (words, meaning)
+            unfaceted = _candidates(session, query, terms, vector, vectors, faceted=False) if chosen else (words, meaning)
             matching = Story.id.in_(sorted({row[0] for found in unfaceted for row in found}))
         by_words, similarity = {row[0] for row in words}, {row[0]: row[2] for row in meaning}
         matched = {row[0]: "both" if row[0] in by_words and row[0] in similarity else "words" if row[0] in by_words else "meaning" for row in ranked}
@@ -133,7 +127,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
             similarity |= _similarities(session, unknown, vector)
     hits = _hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
     counts = facet_counts(session, query, matching) if facets else None
-    return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None, facets=counts)
+    return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None, facets=counts, total_exact=exact)
 
 
 def coverage(session: Session, query: SearchQuery, *, split: str, vectors: VectorIndex, query_vector: np.ndarray | None) -> DailyCounts:
@@ -145,9 +139,9 @@ def coverage(session: Session, query: SearchQuery, *, split: str, vectors: Vecto
     if not text:
         found = true()
     elif query.mode == "words" and terms is not None:
-        found = Story.id.in_(_word_matches(dialect, terms))
+        found = Story.id.in_(word_matches(dialect, terms))
     else:
-        words, meaning = _candidates(session, dialect, terms, query_vector if query.mode != "words" else None, filters, vectors)
+        words, meaning = _candidates(session, query, terms, query_vector if query.mode != "words" else None, vectors)
         found = Story.id.in_(sorted({row[0] for rows in (words, meaning) for row in rows}))
     return daily_counts(session, and_(found, *filters), split=split)
 
@@ -202,61 +196,18 @@ def _shorten(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _words(session: Session, dialect: str, terms: Terms, filters: list, *, limit: int, offset: int, newest: bool) -> tuple[list[tuple], int]:
-    """(story id, best article id, rank) of the stories whose articles hold the words, best or newest first; and their number.
-
-    The number comes from a window over the same pass (count(*) OVER ()), not from a second query.
-    """
-    if dialect == "sqlite":
-        hits = select(_fts.c.rowid.label("id"), (-_fts.c.rank).label("rank")).where(_fts_match(terms.fts5())).subquery()
-        best = func.max(hits.c.rank)  # SQLite returns the other columns of the row holding the max
-        story_id = _story_map.c.story_id
-        statement = (
-            select(story_id, _story_map.c.article_id, best, func.count().over())
-            .select_from(hits)
-            .join(_story_map, _story_map.c.article_id == hits.c.id)
-            .join(Story, Story.id == story_id)
-            .where(*filters)
-            .group_by(story_id)
-            .order_by(*((story_date().desc(), story_id.desc()) if newest else (best.desc(), story_id)))
-        )
-    else:
-        tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
-        hits = (
-            select(Article.story_id, Article.id, func.ts_rank(_tsvector, tsquery).label("rank"), story_date().label("at"))
-            .join(Story, Story.id == Article.story_id)
-            .where(_tsvector.op("@@")(tsquery), *filters)
-            .subquery()
-        )
-        place = func.row_number().over(partition_by=hits.c.story_id, order_by=(hits.c.rank.desc(), hits.c.id))
-        best = select(hits, place.label("place")).subquery()
-        statement = (
-            select(best.c.story_id, best.c.id, best.c.rank, func.count().over())
-            .where(best.c.place == 1)
-            .order_by(*((best.c.at.desc(), best.c.story_id.desc()) if newest else (best.c.rank.desc(), best.c.story_id)))
-        )
-    rows = session.execute(statement.limit(limit).offset(offset)).all()
-    return [tuple(row[:3]) for row in rows], rows[0][3] if rows else 0
-
-
-def _words_total(session: Session, dialect: str, terms: Terms, filters: list) -> int:
-    found = _word_matches(dialect, terms).subquery()
-    return session.scalar(select(func.count()).select_from(found).join(Story, Story.id == found.c.story_id).where(*filters))
-
-
-def _word_matches(dialect: str, terms: Terms):
-    """The ids of the stories whose articles hold the words (a subquery, each id once)."""
-    if dialect == "sqlite":
-        matches = select(_story_map.c.story_id).select_from(_fts).join(_story_map, _story_map.c.article_id == _fts.c.rowid)
-        return matches.where(_fts_match(terms.fts5())).distinct()
-    tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
-    return select(Article.story_id).where(_tsvector.op("@@")(tsquery), Article.story_id.is_not(None)).distinct()
-
-
-def _candidates(session: Session, dialect: str, terms: Terms | None, vector: np.ndarray | None, filters: list, vectors: VectorIndex) -> tuple[list, list]:
-    """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion."""
-    words = _words(session, dialect, terms, filters, limit=CANDIDATES, offset=0, newest=False)[0] if terms else []
-    meaning = _meaning(session, filters, vectors, vector) if vector is not None else []
+def _candidates(
+    session: Session, query: SearchQuery, terms: Terms | None, vector: np.ndarray | None, vectors: VectorIndex, *, faceted: bool = True
+) -> tuple[list, list]:
+    """The best CANDIDATES stories by words and by meaning, each (story id, article id, rank), for fusion; without
+    faceted, the facets' filters left out (what facet counts count)."""
+    chosen = list(facet_filters(query, session.get_bind().dialect.name).values()) if faceted else []
+    words = []
+    if terms:
+        filters = [*base_filters(query, per_story=True), *chosen]
+        found = ranked_words(session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS)
+        words = found[0]
+    meaning = _meaning(session, [*base_filters(query), *chosen], vectors, vector) if vector is not None else []
     return words, meaning
 
 
@@ -378,14 +329,14 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
         if dialect == "sqlite":
             highlighted = func.highlight(literal_column(FTS_TABLE), 1, MARK_START, MARK_END)  # column 1: the text
             statement = (
-                select(_fts.c.rowid, highlighted, Article.title)
-                .join(Article, Article.id == _fts.c.rowid)
-                .where(_fts_match(terms.fts5()), _fts.c.rowid.in_(article_ids))
+                select(fts.c.rowid, highlighted, Article.title)
+                .join(Article, Article.id == fts.c.rowid)
+                .where(fts_match(terms.fts5()), fts.c.rowid.in_(article_ids))
             )
         else:
-            tsquery = func.websearch_to_tsquery(REGCONFIG, cast(terms.websearch(), Text))
-            statement = select(Article.id, func.ts_headline(REGCONFIG, Article.text, tsquery, HIGHLIGHT_ALL), Article.title).where(
-                Article.id.in_(article_ids), _tsvector.op("@@")(tsquery), func.coalesce(Article.text, "") != ""
+            query = tsquery(terms)
+            statement = select(Article.id, func.ts_headline(REGCONFIG, Article.text, query, HIGHLIGHT_ALL), Article.title).where(
+                Article.id.in_(article_ids), tsvector.op("@@")(query), func.coalesce(Article.text, "") != ""
             )
         for article_id, text, title in session.execute(statement):
             plain = unmarked(text or "")

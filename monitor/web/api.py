@@ -64,7 +64,8 @@ class FacetValue(BaseModel):
 
 
 class SearchAnswer(BaseModel):
-    total: int
+    total: int = Field(description="Stories found; with total_exact false, at least this many (counted in the slice of the archive ranked).")
+    total_exact: bool = Field(True, description="false: a words search ranked the archive's most recent slice that held enough matches; older ones uncounted.")
     results: list[Hit]
     notice: str | None = None
     page: int

@@ -84,10 +84,11 @@ def search_data(archive: Archive, params: SearchParams, *, facets: bool = False,
     query = _query(archive, params, **changes)
     with archive.sessions() as session:
         page = _run(archive, session, query, facets=facets or params.facets)
-    pages = max(1, -(-page.total // query.per_page))
+    pages = max(1, -(-page.total // query.per_page)) + (0 if page.total_exact else 1)  # a total at least: a next page to widen into
     counted = page.facets
     return {
         "total": page.total,
+        "total_exact": page.total_exact,
         "results": [hit_dict(hit) for hit in page.results],
         "notice": page.notice,
         "page": query.page,
