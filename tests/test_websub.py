@@ -3,17 +3,13 @@ lease renewal, and polling taking over when push goes quiet. The archive's app r
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.orm import sessionmaker
 
@@ -21,6 +17,7 @@ from monitor.classify import TopicScorer
 from monitor.config import Settings
 from monitor.specs import FeedSpec, SlackRoute
 from monitor.demo.server import LocalSite, Reply
+from monitor.demo.websub_hub import Hub, serving
 from monitor.demo.site import HTML, RSS, SiteArticle, load_demo_articles, render_page, render_rss
 from monitor.domain import ACTIVE, ParsedFeed, Subscription
 from monitor.feeds import parse_feed
@@ -39,29 +36,10 @@ from monitor.websub import HubLinks, discover
 
 from .conftest import NOW, Clock
 from .test_outbox import Hook, make_sender
-from .websub_hub import Hub
 
 INTERVAL = 3600
 LEASE = 86400  # the longest lease the local hub grants (less than asked)
 TOKEN = "archive-token"
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """The app on a real uvicorn server on a free loopback port, in a thread: hubs must reach it over HTTP."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started and thread.is_alive():
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def feed_of(articles: list[SiteArticle], base_url: str) -> bytes:

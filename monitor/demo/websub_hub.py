@@ -1,16 +1,22 @@
-"""A WebSub hub for the tests: a real HTTP server that takes (un)subscription requests, verifies the subscriber's intent
-with a GET to its callback (after answering 202, as the spec has it), and publishes signed content to the verified."""
+"""A local WebSub hub, for the tests and the time-to-alert bench: a real HTTP server that takes (un)subscription
+requests, verifies the subscriber's intent with a GET to its callback (after answering 202, as the spec has it), and
+publishes signed content to the verified; and `serving`, the archive's app on a loopback port for the hub to reach."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
 import secrets
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
 import httpx
+import uvicorn
 
 from monitor.demo.server import LocalSite, Reply, Request
 
@@ -111,3 +117,21 @@ class Hub:
                 headers["X-Hub-Signature"] = f"{method}={hmac.new(key, body, getattr(hashlib, method)).hexdigest()}"
             answers.append(httpx.post(subscriber.callback, content=body, headers=headers, timeout=10))
         return answers
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """An ASGI app on a real uvicorn server on a free loopback port, in a thread: hubs must reach it over HTTP."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
