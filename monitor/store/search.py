@@ -205,8 +205,9 @@ def _candidates(
     words = []
     if terms:
         filters = [*base_filters(query, per_story=True), *chosen]
-        found = ranked_words(session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS)
-        words = found[0]
+        words, _total, _slice = ranked_words(
+            session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS
+        )
     meaning = _meaning(session, [*base_filters(query), *chosen], vectors, vector) if vector is not None else []
     return words, meaning
 
