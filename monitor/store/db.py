@@ -75,7 +75,7 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 def _migration_lock(engine: Engine) -> Iterator[None]:
     """Two processes starting on one fresh PostgreSQL database take turns: the second finds the schema made.
 
-    SQLite needs no lock here: the migration's transaction begins IMMEDIATE, which does the same.
+    SQLite needs no lock here: the whole upgrade is one transaction (env.py) that begins IMMEDIATE, which does the same.
     """
     if engine.dialect.name != "postgresql":
         yield

@@ -15,6 +15,9 @@ with engine.connect() as connection:
         connection=connection,
         target_metadata=Base.metadata,
         render_as_batch=True,
+        # one transaction for the whole upgrade, on SQLite too (Alembic's default there commits after each
+        # migration, so a second process starting at once ran the later ones beside the first)
+        transactional_ddl=True,
         include_name=lambda name, type_, parents: not is_search_index(name, type_, parents),  # 0004's word index
     )
     with context.begin_transaction():
