@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
 from monitor.store.coverage import DailyCounts, daily_counts
-from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, story_date, story_filters
+from monitor.store.filters import Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, one_of, story_date, story_filters
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet, unmarked
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
@@ -34,8 +34,9 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
-FUSED_WORDS = 50  # word matches a slice must hold to end the widening for fusion (up to CANDIDATES taken from it)
+FUSED_WORDS = 50  # matches a words slice or a filtered meaning search must hold to stop reading on (up to CANDIDATES taken)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
+POST_FILTER_DEPTH = 64  # times CANDIDATES: the nearest articles the filters are asked of before reading every id they let through
 SNIPPET_WORDS = 30
 HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
 
@@ -208,22 +209,45 @@ def _candidates(
         words, _total, _slice = ranked_words(
             session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS
         )
-    meaning = _meaning(session, [*base_filters(query), *chosen], vectors, vector) if vector is not None else []
+    meaning = _meaning(session, query, chosen, vectors, vector) if vector is not None else []
     return words, meaning
 
 
-def _meaning(session: Session, filters: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
+def _meaning(session: Session, query: SearchQuery, chosen: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
     """(story id, nearest article id, cosine) of the stories nearest in meaning, among those the filters let through."""
     if vectors.in_database(session):
-        nearest = nearest_in_database(session, vector, CANDIDATES, filters)
+        nearest = nearest_in_database(session, vector, CANDIDATES, [*base_filters(query), *chosen])
     else:
-        among = None
-        if filters:
-            allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*filters))
-            among = np.fromiter(allowed, dtype=np.int64)
-        nearest = vectors.nearest(vector, CANDIDATES, among)
+        nearest = _nearest_passing(session, query, chosen, vectors, vector)
     nearest = [(article_id, cosine) for article_id, cosine in nearest if cosine >= MEANING_FLOOR]
     return _by_story(session, nearest)
+
+
+def _nearest_passing(session: Session, query: SearchQuery, chosen: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple[int, float]]:
+    """Up to CANDIDATES of the articles nearest in memory that the filters let through: at least FUSED_WORDS,
+    or what the query's page shows, when the archive holds them.
+
+    The filters are asked of the nearest articles only, read deeper until enough pass (or the rest are too far
+    to count): reading every id the filters let through, then searching those, took most of a second at a million.
+    A filter so narrow that the CANDIDATES * POST_FILTER_DEPTH nearest hold too few lets through few enough to
+    read them all, and those are searched exactly.
+    """
+    if not base_filters(query) and not chosen:
+        return vectors.nearest(vector, CANDIDATES)
+    enough = min(CANDIDATES, max(FUSED_WORDS, query.page * query.per_page))
+    dialect, depth, deepest = session.get_bind().dialect.name, enough * 4, CANDIDATES * POST_FILTER_DEPTH
+    while True:
+        nearest = vectors.nearest(vector, depth)
+        among = one_of(Article.id, [article_id for article_id, _ in nearest], dialect)
+        passing = set(session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(among, *base_filters(query, per_story=True), *chosen)))
+        kept = [(article_id, cosine) for article_id, cosine in nearest if article_id in passing]
+        if len(kept) >= enough or len(nearest) < depth or nearest[-1][1] < MEANING_FLOOR:
+            return kept[:CANDIDATES]
+        if depth >= deepest:
+            break
+        depth = min(deepest, max(2 * depth, int(1.5 * depth * enough / max(len(kept), 1))))  # as deep as the share passing says
+    allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*base_filters(query), *chosen))
+    return vectors.nearest(vector, CANDIDATES, np.fromiter(allowed, dtype=np.int64))
 
 
 def _by_story(session: Session, nearest: list[tuple[int, float]], skip: set[int] = frozenset()) -> list[tuple]:
