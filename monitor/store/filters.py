@@ -51,7 +51,8 @@ def json_elements(tags, dialect: str):
 def one_of(column, ids: list[int], dialect: str):
     """column IN ids, the ids sent as one JSON parameter: SQLAlchemy sends a list as a parameter each, and
     preparing 12,800 of them took longer than the query."""
-    elements = json_elements(cast(literal(json.dumps(ids)), JSON) if dialect != "sqlite" else literal(json.dumps(ids)), dialect)
+    payload = literal(json.dumps(ids))
+    elements = json_elements(payload if dialect == "sqlite" else cast(payload, JSON), dialect)
     return column.in_(select(cast(elements.c.value, Integer)).select_from(elements))
 
 

@@ -34,7 +34,7 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
-FUSED_WORDS = 50  # matches a words slice or a filtered meaning search must hold to stop reading on (up to CANDIDATES taken)
+ENOUGH_CANDIDATES = 50  # matches a words slice or a filtered meaning search must hold to stop reading on (up to CANDIDATES taken)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
 POST_FILTER_DEPTH = 50  # times CANDIDATES: the nearest articles the filters are asked of before reading every id they let through
 SNIPPET_WORDS = 30
@@ -207,7 +207,7 @@ def _candidates(
     if terms:
         filters = [*base_filters(query, per_story=True), *chosen]
         words, _total, _slice = ranked_words(
-            session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=FUSED_WORDS
+            session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=ENOUGH_CANDIDATES
         )
     meaning = _meaning(session, query, chosen, vectors, vector) if vector is not None else []
     return words, meaning
@@ -224,7 +224,7 @@ def _meaning(session: Session, query: SearchQuery, chosen: list, vectors: Vector
 
 
 def _nearest_passing(session: Session, query: SearchQuery, chosen: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple[int, float]]:
-    """Up to CANDIDATES of the articles nearest in memory that the filters let through: at least FUSED_WORDS,
+    """Up to CANDIDATES of the articles nearest in memory that the filters let through: at least ENOUGH_CANDIDATES,
     or what the query's page shows, when the archive holds them.
 
     The filters are asked of the nearest articles only, in growing runs down one ranking, each as long as the
@@ -234,10 +234,11 @@ def _nearest_passing(session: Session, query: SearchQuery, chosen: list, vectors
     read them all, and those are searched exactly (at a million, checking the whole ranking costs about 100 ms,
     reading every id a narrow filter lets through 300 ms to a second).
     """
-    if not base_filters(query) and not chosen:
+    everywhere = [*base_filters(query), *chosen]
+    if not everywhere:
         return vectors.nearest(vector, CANDIDATES)
     dialect, filters = session.get_bind().dialect.name, [*base_filters(query, per_story=True), *chosen]
-    enough = min(CANDIDATES, max(FUSED_WORDS, query.page * query.per_page))
+    enough = min(CANDIDATES, max(ENOUGH_CANDIDATES, query.page * query.per_page))
     ranked = vectors.nearest(vector, CANDIDATES * POST_FILTER_DEPTH)
     whole = len(ranked) < CANDIDATES * POST_FILTER_DEPTH  # every article is in the ranking
     kept: list[tuple[int, float]] = []
@@ -252,7 +253,7 @@ def _nearest_passing(session: Session, query: SearchQuery, chosen: list, vectors
         depth = max(2 * checked, int(1.5 * checked * enough / max(len(kept), 1)))
     if whole:
         return kept[:CANDIDATES]
-    allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*base_filters(query), *chosen))
+    allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*everywhere))
     return vectors.nearest(vector, CANDIDATES, np.fromiter(allowed, dtype=np.int64))
 
 

@@ -15,7 +15,7 @@ from monitor.store.models import Article, Story
 
 FULL_RELOAD_SECONDS = 3600  # vectors replaced in place (an edited article) are picked up within this
 APPROXIMATE_FROM = 50_000  # vectors in memory beyond which an unfiltered search pre-selects by sign bits
-RESCORED = 10_000  # at least this many pre-selected rows are scored exactly (recall@20 0.997 at a million, bench/archive.py)
+RESCORED = 10_000  # at least this many pre-selected rows are scored exactly (recall@20 0.975 at a million, bench/archive.py)
 
 # migration 0006's objects, on a PostgreSQL with pgvector only
 VECTOR_COLUMN = "embedding_vector"
@@ -172,8 +172,8 @@ class VectorIndex:
     def nearest(self, vector: np.ndarray, k: int, among: np.ndarray | None = None, *, exact: bool = False) -> list[tuple[int, float]]:
         """The k articles closest to vector by cosine, best first; only ids in among when it is given.
 
-        Exact with among (its rows are read), with exact, or up to approximate_from vectors; otherwise the
-        rows are pre-selected by their signs (a few k per hundred thousand may be missed).
+        Exact with among (its rows are read), with exact, or up to approximate_from vectors; otherwise
+        approximate: only the rows whose signs differ least (RESCORED of them, or 2k if more) are scored.
         """
         ids, matrix, signs = self._snapshot
         vector = np.asarray(vector, dtype=np.float32)
