@@ -35,35 +35,51 @@ class Arrivals:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """One article embedded, scored and signed, ready to be placed and stored."""
+
     item: repo.StoredArticle
     signature: np.ndarray | None
     vector: np.ndarray
 
 
-def store_batch(batch: list[Arrivals], deps: Deps) -> dict[int, Exception]:
-    """Store every feed's arrivals, embedded and scored together; the feeds whose storing failed, with why.
+Share = tuple[Arrivals, list[Prepared] | Exception]  # a feed's arrivals prepared, or why they could not be
 
-    A failure while preparing the batch is retried one feed at a time, so that one feed's bad article fails that
-    feed alone; each feed's articles are stored (or rolled back) in a transaction of their own.
+
+def store_batch(batch: list[Arrivals], deps: Deps) -> dict[int, Exception]:
+    """Store every feed's arrivals, embedded and scored together; the feeds whose storing failed, with why."""
+    return store_prepared(prepare_batch(batch, deps), deps)
+
+
+def prepare_batch(batch: list[Arrivals], deps: Deps) -> list[Share]:
+    """Every feed's arrivals embedded and scored in one batch, each with its share or why it could not be prepared.
+
+    A failure of the whole batch is retried one feed at a time, so that one feed's bad article fails that feed alone.
     """
     batch = [arrivals for arrivals in batch if arrivals.candidates]
     if not batch:
-        return {}
+        return []
     try:
         prepared = _prepare([c for arrivals in batch for c in arrivals.candidates], deps)
     except Exception:
-        prepared = None
-    failures: dict[int, Exception] = {}
-    start = 0
+        return [(arrivals, _prepare_alone(arrivals, deps)) for arrivals in batch]
+    shares, start = [], 0
     for arrivals in batch:
-        count = len(arrivals.candidates)
+        shares.append((arrivals, prepared[start : start + len(arrivals.candidates)]))
+        start += len(arrivals.candidates)
+    return shares
+
+
+def store_prepared(shares: list[Share], deps: Deps) -> dict[int, Exception]:
+    """Each feed's prepared articles stored (or rolled back) in a transaction of its own; the feeds that failed."""
+    failures: dict[int, Exception] = {}
+    for arrivals, prepared in shares:
         try:
-            mine = prepared[start : start + count] if prepared is not None else _prepare(arrivals.candidates, deps)
-            _store(arrivals, mine, deps)
+            if isinstance(prepared, Exception):
+                raise prepared
+            _store(arrivals, prepared, deps)
         except Exception as exc:
             failures[arrivals.feed_id] = exc
-        start += count
     return failures
 
 
@@ -74,7 +90,14 @@ def store_articles(arrivals: Arrivals, deps: Deps) -> None:
         raise failure
 
 
-def _prepare(candidates: list[Candidate], deps: Deps) -> list[_Prepared]:
+def _prepare_alone(arrivals: Arrivals, deps: Deps) -> list[Prepared] | Exception:
+    try:
+        return _prepare(arrivals.candidates, deps)
+    except Exception as exc:
+        return exc
+
+
+def _prepare(candidates: list[Candidate], deps: Deps) -> list[Prepared]:
     documents = [Document(c.title, c.text) for c in candidates]
     with deps.timings.measure("embed"):
         vectors = deps.embedder.embed([d.for_embedding for d in documents])
@@ -83,7 +106,7 @@ def _prepare(candidates: list[Candidate], deps: Deps) -> list[_Prepared]:
     with deps.timings.measure("dedup"):
         signatures = [signature(c.text) for c in candidates]
     return [
-        _Prepared(
+        Prepared(
             repo.StoredArticle(
                 candidate=c,
                 content_hash=content_hash(c.text),
@@ -98,7 +121,7 @@ def _prepare(candidates: list[Candidate], deps: Deps) -> list[_Prepared]:
     ]
 
 
-def _store(arrivals: Arrivals, prepared: list[_Prepared], deps: Deps) -> None:
+def _store(arrivals: Arrivals, prepared: list[Prepared], deps: Deps) -> None:
     """One feed's articles placed and stored in one transaction; a story made relevant is owed in it, and once it
     has committed, the sender is woken."""
     candidates, items = arrivals.candidates, [p.item for p in prepared]

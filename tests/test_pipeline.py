@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
@@ -17,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 from monitor.classify import TopicScorer
 from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import feed_urls, load_demo_articles, site_routes
-from monitor.deps import Deps
+from monitor.deps import Deps, Timings
 from monitor.specs import FeedSpec
 from monitor.fetch import Fetcher, build_client
 from monitor.passes import run_pass
@@ -387,3 +388,33 @@ def test_a_store_error_is_recorded_as_a_sentence_without_its_sql():
     message = store_failure(error)
     assert message.startswith("the store refused this poll's changes (database is locked)")
     assert "UPDATE" not in message and "secret" not in message and "\n" not in message
+
+
+def test_the_model_embeds_the_next_batch_while_the_last_one_is_stored(tmp_path, settings, embedder, config):
+    """Storing and placing take a sixth of the model's time on a busy pass; the model must not wait for them."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    later_batch_embedded, store_overlapped = threading.Event(), []
+
+    class _Model:
+        def embed(self, texts):
+            if any("Distant" in text for text in texts):
+                later_batch_embedded.set()
+            return embedder.embed(texts)
+
+    def observe(stage: str, _seconds: float) -> None:
+        if stage == "store" and not store_overlapped:  # the first feed's articles have just been committed
+            store_overlapped.append(later_batch_embedded.wait(timeout=30))
+
+    with LocalSite() as near, LocalSite(host="127.0.0.3", delay=1.0) as distant, pipeline(sessions, settings, embedder, config) as deps:
+        near.routes["/f.xml"] = Reply(200, rss([("Near story", near.url("/p.html"), "s")]), RSS)
+        near.routes["/p.html"] = Reply(200, page("Near story"), HTML)
+        distant.routes["/f.xml"] = Reply(200, rss([("Distant story", distant.url("/p.html"), "s")]), RSS)
+        distant.routes["/p.html"] = Reply(200, page("Distant story"), HTML)
+        names = sync(sessions, {"near": near.url("/f.xml"), "distant": distant.url("/f.xml")})
+        outcomes = run_all(sessions, replace(deps, embedder=_Model(), timings=Timings(observe)), names)
+
+    assert {name: (o.ok, o.new_articles) for name, o in outcomes.items()} == {"near": (True, 1), "distant": (True, 1)}
+    assert store_overlapped == [True], "the model waited for the first batch to be stored before embedding the next"
+    engine.dispose()
