@@ -1,11 +1,14 @@
-"""End-to-end throughput of one pass over 50 generated outlets x 40 articles, with and without the politeness delay, beside embedding alone.
+"""End-to-end throughput of one pass over 50 generated outlets x 40 articles, and over 20 outlets serving the real news
+pages of ../shared (about 280, 170 KB each), with and without the politeness delay, beside embedding alone.
 
-`python -m bench.pipeline FEEDS PER_FEED` runs a smaller one.
+`python -m bench.pipeline FEEDS PER_FEED` runs a smaller generated one.
 """
 
 from __future__ import annotations
 
+import gzip
 import multiprocessing
+import re
 import resource
 import tempfile
 import time
@@ -15,8 +18,10 @@ from pathlib import Path
 from monitor.classify import Document, TopicScorer
 from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
 from monitor.demo.server import LocalSite
-from monitor.demo.site import site_routes
+from monitor.demo.server import Reply
+from monitor.demo.site import HTML, SiteArticle, site_routes
 from monitor.deps import Deps, Timings, utcnow
+from monitor.extract import extract
 from monitor.specs import FeedSpec
 from monitor.embed import SentenceTransformerEmbedder
 from monitor.fetch import Fetcher, build_client
@@ -28,32 +33,51 @@ from bench import cache
 from bench.newsgen import generate_articles
 
 ROOT = Path(__file__).resolve().parents[1]
+EXTRACTION = ROOT.parent / "shared" / "data" / "extraction"
 FEEDS, PER_FEED = 50, 40
+REAL_FEEDS = 20
 
 
 def peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _serve_sites(articles, ready, stop, feeds: int, per_feed: int, delay: float) -> None:
-    """The outlets, one per loopback address, in a process of their own as real sites would be."""
+def real_pages() -> list[tuple[SiteArticle, bytes]]:
+    """The real news pages of ../shared, each listed under its own <title>; empty where ../shared is absent."""
+    files = sorted(EXTRACTION.glob("*/html/*.gz"))
+    now, pages = utcnow(), []
+    for index, path in enumerate(files):
+        html = gzip.decompress(path.read_bytes())
+        title = re.search(rb"<title[^>]*>(.*?)</title>", html, re.S | re.I)
+        name = title.group(1).decode("utf-8", "replace").strip() if title else path.name
+        article = SiteArticle(path.name.split(".html")[0], ["news"], " ".join(name.split())[:200], "", now, "", [])
+        pages.append((article, html))
+    return pages
+
+
+def _serve_sites(articles, pages, ready, stop, feeds: int, per_feed: int, delay: float) -> None:
+    """The outlets, one per loopback address, in a process of their own as real sites would be; an article found in
+    `pages` is served as that real page instead of the rendered one."""
     with ExitStack() as stack:
         urls = []
         for index in range(feeds):
             site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}", delay=delay))
             chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * per_feed : (index + 1) * per_feed]]
             site.routes.update(site_routes(chunk, site.base_url, site_name=f"Outlet {index}"))
+            for article in articles[index * per_feed : (index + 1) * per_feed]:
+                if article.slug in pages:
+                    site.routes[f"/news/{article.slug}.html"] = Reply(200, pages[article.slug], HTML)
             urls.append(f"{site.base_url}/feeds/news.xml")
         ready.put(urls)
         stop.wait()
 
 
 @contextmanager
-def outlets(articles, *, feeds: int = FEEDS, per_feed: int = PER_FEED, delay: float = 0.0):
+def outlets(articles, *, feeds: int = FEEDS, per_feed: int = PER_FEED, delay: float = 0.0, pages: dict | None = None):
     """The feed URLs of `feeds` outlets of `per_feed` articles each, answering each request after `delay` seconds."""
     context = multiprocessing.get_context("fork")
     ready, stop = context.Queue(), context.Event()
-    process = context.Process(target=_serve_sites, args=(articles, ready, stop, feeds, per_feed, delay), daemon=True)
+    process = context.Process(target=_serve_sites, args=(articles, pages or {}, ready, stop, feeds, per_feed, delay), daemon=True)
     process.start()
     try:
         yield ready.get(timeout=120)
@@ -92,23 +116,38 @@ def one_pass(urls: list[str], embedder, topics, settings: Settings) -> tuple[int
 
 
 def main(feeds: int = FEEDS, per_feed: int = PER_FEED) -> dict:
-    """The pass without a politeness delay and with the default one (each outlet on its own address), beside embedding alone."""
+    """The passes without a politeness delay and with the default one (each outlet on its own address), beside
+    embedding alone: over generated outlets, then over the real pages where ../shared has them."""
     config = load_config(ROOT / "feeds.yaml")
-    articles = generate_articles(feeds * per_feed)
     embedder = SentenceTransformerEmbedder()
     embedder.embed(["warm up"])
+    articles = generate_articles(feeds * per_feed)
+    texts = [Document(a.title, "\n".join([a.summary, *a.paragraphs])).for_embedding for a in articles]
+    result = {"feeds": feeds, "runs": _passes(embedder, config.topics, articles, texts, feeds=feeds, per_feed=per_feed)}
+    pages = real_pages()
+    if pages:
+        extracted = [(article, extract(html, url=f"https://example.com/{article.slug}")) for article, html in pages]
+        texts = [Document(a.title, found.text).for_embedding for a, found in extracted if found]
+        result["real"] = {"pages": len(pages), "feeds": REAL_FEEDS, "runs": _passes(
+            embedder, config.topics, [article for article, _ in pages], texts, feeds=REAL_FEEDS,
+            per_feed=-(-len(pages) // REAL_FEEDS), pages={article.slug: html for article, html in pages}, sample=len(texts),
+        )}
+    result["peak_memory_mb"] = peak_memory_mb()
+    return result
+
+
+def _passes(embedder, topics, articles, texts, *, feeds: int, per_feed: int, pages: dict | None = None, sample: int = 400) -> dict:
     ours = {"allowed_networks": list(LOOPBACK_NETWORKS)}
     default = Settings(**ours)
-    texts = [Document(a.title, "\n".join([a.summary, *a.paragraphs])).for_embedding for a in articles]
     runs = {}
-    with outlets(articles, feeds=feeds, per_feed=per_feed) as urls:
+    with outlets(articles, feeds=feeds, per_feed=per_feed, pages=pages) as urls:
         for name, settings in (
             ("no delay", Settings(host_delay=0, host_concurrency=4, **ours)),
             (f"default delay {default.host_delay:g}s", default),
         ):
-            before = embedding_rate(embedder, texts)
-            stored, elapsed, timings = one_pass(urls, embedder, config.topics, settings)
-            alone = (before + embedding_rate(embedder, texts)) / 2  # on each side of the pass: a machine whose load drifts
+            before = embedding_rate(embedder, texts, sample)
+            stored, elapsed, timings = one_pass(urls, embedder, topics, settings)
+            alone = (before + embedding_rate(embedder, texts, sample)) / 2  # on each side of the pass: a machine whose load drifts
             total_stage = sum(timings.seconds.values())
             runs[name] = {
                 "articles": stored,
@@ -118,7 +157,7 @@ def main(feeds: int = FEEDS, per_feed: int = PER_FEED) -> dict:
                 "ratio": stored / elapsed / alone,
                 "stage_share": {k: v / total_stage for k, v in timings.seconds.items()},
             }
-    return {"feeds": feeds, "runs": runs, "peak_memory_mb": peak_memory_mb()}
+    return runs
 
 
 def embedding_rate(embedder, texts: list[str], sample: int = 400) -> float:
@@ -129,15 +168,25 @@ def embedding_rate(embedder, texts: list[str], sample: int = 400) -> float:
 
 
 def report(result: dict) -> None:
-    print(f"pipeline: {result['feeds']} outlets, each on its own loopback address ({cache.machine()})")
-    for name, run in result["runs"].items():
+    print(f"pipeline: {result['feeds']} generated outlets, each on its own loopback address ({cache.machine()})")
+    _report_runs(result["runs"])
+    if "real" in result:
+        real = result["real"]
+        print(f"  the {real['pages']} real news pages of ../shared/data/extraction from {real['feeds']} outlets:")
+        _report_runs(real["runs"])
+    else:
+        print("  real pages: skipped, ../shared/data/extraction is absent")
+    print(f"  peak memory {result['peak_memory_mb']:.0f} MB")
+
+
+def _report_runs(runs: dict) -> None:
+    for name, run in runs.items():
         print(
             f"  {name:20} {run['articles']} articles in {run['elapsed_s']:.1f}s: {run['end_to_end_per_s']:.1f} articles/s, "
             f"ratio {run['ratio']:.0%} of embedding alone ({run['embedding_alone_per_s']:.1f}/s, measured on each side of the pass; goal >= 80%)"
         )
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(run["stage_share"].items(), key=lambda kv: -kv[1]))
         print(f"    stage time shares (thread-seconds): {shares}")
-    print(f"  peak memory {result['peak_memory_mb']:.0f} MB")
 
 
 if __name__ == "__main__":
