@@ -162,7 +162,11 @@ def build_client(settings: Settings) -> httpx.Client:
 
     Proxies from the environment are not used: through a proxy the guard could not see where a request goes.
     """
-    limits = httpx.Limits(max_connections=settings.fetch_workers * 2, max_keepalive_connections=settings.fetch_workers)
+    # As many kept alive as open: httpcore 1.0.9 counts every connection, not the idle ones, against the keep-alive
+    # limit (connection_pool.py, `len([connection.is_idle() ...])`), so past it each pass closes idle connections, one
+    # of them already handed to a waiting request whose read then fails ("Bad file descriptor"; encode/httpcore#1110).
+    connections = settings.fetch_workers * 2
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     return httpx.Client(
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         headers={"User-Agent": settings.user_agent},
