@@ -160,13 +160,9 @@ class Response:
 def build_client(settings: Settings) -> httpx.Client:
     """The one HTTP client of a process, shared by every stage that fetches; it connects only where the guard allows.
 
-    Proxies from the environment are not used: through a proxy the guard could not see where a request goes.
-    """
-    # As many kept alive as open: httpcore 1.0.9 counts every connection, not the idle ones, against the keep-alive
-    # limit (connection_pool.py, `len([connection.is_idle() ...])`), so past it each pass closes idle connections, one
-    # of them already handed to a waiting request whose read then fails ("Bad file descriptor"; encode/httpcore#1110).
-    connections = settings.fetch_workers * 2
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    No proxies from the environment: through one the guard could not see where a request goes. All connections are kept
+    alive: past its keep-alive limit httpcore 1.0.9 closes idle ones, even one handed to a request (encode/httpcore#1110)."""
+    limits = httpx.Limits(max_connections=settings.fetch_workers * 2, max_keepalive_connections=settings.fetch_workers * 2)
     return httpx.Client(
         timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
         headers={"User-Agent": settings.user_agent},
