@@ -17,8 +17,7 @@ from pathlib import Path
 
 from monitor.classify import Document, TopicScorer
 from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
-from monitor.demo.server import LocalSite
-from monitor.demo.server import Reply
+from monitor.demo.server import LocalSite, Reply
 from monitor.demo.site import HTML, SiteArticle, site_routes
 from monitor.deps import Deps, Timings, utcnow
 from monitor.extract import extract
@@ -46,7 +45,7 @@ def real_pages() -> list[tuple[SiteArticle, bytes]]:
     """The real news pages of ../shared, each listed under its own <title>; empty where ../shared is absent."""
     files = sorted(EXTRACTION.glob("*/html/*.gz"))
     now, pages = utcnow(), []
-    for index, path in enumerate(files):
+    for path in files:
         html = gzip.decompress(path.read_bytes())
         title = re.search(rb"<title[^>]*>(.*?)</title>", html, re.S | re.I)
         name = title.group(1).decode("utf-8", "replace").strip() if title else path.name
@@ -64,7 +63,7 @@ def _serve_sites(articles, pages, ready, stop, feeds: int, per_feed: int, delay:
             site = stack.enter_context(LocalSite(host=f"127.0.0.{10 + index}", delay=delay))
             chunk = [a.__class__(**{**a.__dict__, "feeds": ["news"]}) for a in articles[index * per_feed : (index + 1) * per_feed]]
             site.routes.update(site_routes(chunk, site.base_url, site_name=f"Outlet {index}"))
-            for article in articles[index * per_feed : (index + 1) * per_feed]:
+            for article in chunk:
                 if article.slug in pages:
                     site.routes[f"/news/{article.slug}.html"] = Reply(200, pages[article.slug], HTML)
             urls.append(f"{site.base_url}/feeds/news.xml")

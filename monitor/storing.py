@@ -46,11 +46,6 @@ class Prepared:
 Share = tuple[Arrivals, list[Prepared] | Exception]  # a feed's arrivals prepared, or why they could not be
 
 
-def store_batch(batch: list[Arrivals], deps: Deps) -> dict[int, Exception]:
-    """Store every feed's arrivals, embedded and scored together; the feeds whose storing failed, with why."""
-    return store_prepared(prepare_batch(batch, deps), deps)
-
-
 def prepare_batch(batch: list[Arrivals], deps: Deps) -> list[Share]:
     """Every feed's arrivals embedded and scored in one batch, each with its share or why it could not be prepared.
 
@@ -85,7 +80,7 @@ def store_prepared(shares: list[Share], deps: Deps) -> dict[int, Exception]:
 
 def store_articles(arrivals: Arrivals, deps: Deps) -> None:
     """One feed's arrivals stored; a failure is raised."""
-    failure = store_batch([arrivals], deps).get(arrivals.feed_id)
+    failure = store_prepared(prepare_batch([arrivals], deps), deps).get(arrivals.feed_id)
     if failure is not None:
         raise failure
 
