@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-import httpcore
 import httpx
 
 from monitor.config import Settings
 from monitor.domain import PollHint
+from monitor.guard import AddressGuard, AddressRefused, GuardedTransport
 from monitor.times import http_date, parse_retry_after
 
 log = logging.getLogger(__name__)
@@ -28,10 +26,6 @@ ROBOTS_UNREACHABLE_TTL = 600
 PAGE_TYPES = ("text/html", "application/xhtml+xml", "text/plain")
 BINARY_SNIFF_BYTES = 2048
 CACHE_HEADERS = ("cache-control", "expires", "date")  # kept with a response: how long its document stays fresh
-UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class FetchError(Exception):
@@ -54,91 +48,6 @@ class RetryLater(FetchError):
 
 class Refused(FetchError):
     """The address is one the guard refuses (loopback, private, …): nothing was sent to it."""
-
-
-class AddressRefused(Exception):
-    """Raised where a connection would open: the host's address is outside what may be fetched."""
-
-
-def address_kind(address: IPAddress) -> str | None:
-    """What makes an address unfit to fetch from (loopback, private, …); None for a public one."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    kinds = (
-        ("unspecified", address.is_unspecified),
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("unique-local", isinstance(address, ipaddress.IPv6Address) and address in UNIQUE_LOCAL),
-        ("reserved", address.is_reserved),
-        ("private", address.is_private),
-        ("non-public", not address.is_global),
-    )
-    return next((kind for kind, found in kinds if found), None)
-
-
-class AddressGuard:
-    """Which addresses may be fetched from: public ones, and any in the allowed networks (MONITOR_ALLOWED_NETWORKS)."""
-
-    def __init__(self, allowed: Iterable[IPNetwork] = ()):
-        self.allowed = tuple(allowed)
-
-    def refusal(self, address: IPAddress) -> str | None:
-        """What the address is when it is refused ("a loopback address"); None when it may be fetched from."""
-        kind = address_kind(address)
-        forms = [address, address.ipv4_mapped] if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped else [address]
-        if kind is None or any(form in network for form in forms for network in self.allowed if form.version == network.version):
-            return None
-        return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} address"
-
-    def addresses(self, host: str, port: int) -> list[IPAddress]:
-        """The host's addresses that may be connected to, resolved once; AddressRefused when there are none."""
-        try:
-            found, literal = [ipaddress.ip_address(host.strip("[]"))], True
-        except ValueError:
-            try:
-                infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-            found = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos))
-            literal = False
-        refusals = [self.refusal(address) for address in found]
-        usable = [address for address, refusal in zip(found, refusals) if refusal is None]
-        if not usable:
-            named = f"{found[0]} is" if literal else f"{host} resolves to {found[0]},"
-            raise AddressRefused(f"{named} {refusals[0]}; set MONITOR_ALLOWED_NETWORKS to allow it")
-        return usable
-
-
-class GuardedBackend(httpcore.SyncBackend):
-    """Opens connections only to addresses the guard let through, resolved once and connected to as checked,
-    so a DNS answer that changes between the check and the connection (rebinding) reaches nothing refused."""
-
-    def __init__(self, guard: AddressGuard):
-        self.guard = guard
-
-    def connect_tcp(self, host, port, timeout=None, local_address=None, socket_options=None):
-        last: Exception | None = None
-        for address in self.guard.addresses(host, port):
-            try:
-                return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        raise last  # type: ignore[misc]
-
-
-class GuardedTransport(httpx.HTTPTransport):
-    """httpx's own transport over a connection pool whose every connection (each redirect hop too) passes the guard."""
-
-    def __init__(self, guard: AddressGuard, *, limits: httpx.Limits):
-        super().__init__(limits=limits)
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=GuardedBackend(guard),
-        )
 
 
 @dataclass(frozen=True)
@@ -190,6 +99,11 @@ def cache_hint(headers: Mapping[str, str], now: datetime) -> PollHint | None:
         return None
     fresh = (expires - (http_date(headers.get("date")) or now)).total_seconds()
     return PollHint("Expires", fresh) if fresh > 0 else None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _cache_headers(response: httpx.Response) -> dict[str, str]:
@@ -278,21 +192,32 @@ class Fetcher:
 
         An unreachable site raises its FetchError, so the reason a page was skipped is the real one.
         """
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        now = self.clock()
-        with self._robots_lock:
-            cached = self._robots.get(origin)
-        if cached is None or now - cached[0] > (ROBOTS_UNREACHABLE_TTL if isinstance(cached[1], FetchError) else ROBOTS_TTL):
-            cached = (now, self._load_robots(origin))
-            with self._robots_lock:
-                self._robots[origin] = cached
-        rules = cached[1]
+        rules = self.read_robots(url)
         if isinstance(rules, Refused):
             raise Refused(url, rules.reason)
         if isinstance(rules, FetchError):
             raise FetchError(url, f"site unreachable (robots.txt: {rules.reason})")
         return True if rules is None else rules.can_fetch(self.user_agent_token, url)
+
+    def has_robots(self, url: str) -> bool:
+        """Whether the robots.txt of the URL's site is at hand and fresh."""
+        return self._cached_robots(_origin(url)) is not None
+
+    def read_robots(self, url: str) -> RobotFileParser | FetchError | None:
+        """The rules of the URL's site, read once a day (once in ten minutes while it is unreachable)."""
+        origin = _origin(url)
+        if (rules := self._cached_robots(origin)) is None:
+            rules = (self.clock(), self._load_robots(origin))
+            with self._robots_lock:
+                self._robots[origin] = rules
+        return rules[1]
+
+    def _cached_robots(self, origin: str) -> tuple[float, RobotFileParser | FetchError | None] | None:
+        with self._robots_lock:
+            cached = self._robots.get(origin)
+        if cached is None or self.clock() - cached[0] > (ROBOTS_UNREACHABLE_TTL if isinstance(cached[1], FetchError) else ROBOTS_TTL):
+            return None
+        return cached
 
     def _load_robots(self, origin: str) -> RobotFileParser | FetchError | None:
         rules = RobotFileParser(origin + "/robots.txt")

@@ -2,7 +2,8 @@
 
 Each host has its own queue (as Scrapy's download slots and Miniflux's per-host limits do). A free thread takes the
 oldest page whose host may be asked now, so feeds still finish roughly in the order they came and the embedder is fed
-steadily; the Fetcher's own spacing stays the rule, this only avoids waiting for it.
+steadily; the Fetcher's own spacing stays the rule, this only avoids waiting for it. A host's robots.txt, when not at
+hand, is read as a task of its own ahead of the host's pages, so the page after it waits in its queue, not in a thread.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count
 from typing import Any, TypeVar
 
@@ -57,11 +59,14 @@ class HostPool:
 
     def submit(self, url: str, fn: Callable[[], R]) -> Future:
         """Queue fn, which requests url, behind the earlier requests to the same host."""
-        task = _Task(next(self._order), url, fn)
         with self._ready:
             if self._closed:
                 raise RuntimeError("the page pool is shut down")
-            self._queues.setdefault(self.fetcher.host_key(url), _Queue()).tasks.append(task)
+            queue = self._queues.setdefault(self.fetcher.host_key(url), _Queue())
+            if not queue.tasks and not queue.in_flight and not self.fetcher.has_robots(url):
+                queue.tasks.append(_Task(next(self._order), url, partial(self.fetcher.read_robots, url)))
+            task = _Task(next(self._order), url, fn)
+            queue.tasks.append(task)
             self._ready.notify()
         return task.future
 

@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from monitor.config import Settings
 from monitor.demo.server import LocalSite, Reply, Request
-from monitor.fetch import AddressGuard, FetchError, Fetcher, Refused, RetryLater, address_kind, build_client
+from monitor.fetch import FetchError, Fetcher, Refused, RetryLater, build_client
+from monitor.guard import AddressGuard, address_kind
 from monitor.times import parse_retry_after
 
 from .conftest import NOW

@@ -93,3 +93,23 @@ def test_results_keep_their_order_and_failures_reach_the_caller(outlets, setting
                 pool.map(lambda url: fetcher.get(url, max_bytes=10_000), [first.url("/missing.html")], url=lambda url: url)
         with pytest.raises(RuntimeError, match="shut down"):
             pool.submit(first.url("/0.html"), lambda: None)
+
+
+def test_a_new_outlets_robots_txt_is_read_ahead_of_its_pages_so_no_thread_sleeps_for_the_first_page(outlets, polite):
+    log, (first, second) = outlets
+    fetcher, slept = polite
+
+    def read(url: str) -> bytes:
+        assert fetcher.allowed(url)  # as read_article does: robots.txt (a 404 here: all allowed), then the page
+        return fetcher.get(url, max_bytes=10_000, page=True).content
+
+    urls = [site.url(f"/{page}.html") for site in (first, second) for page in range(2)]
+    with HostPool(fetcher, 1) as pool:
+        pages = pool.map(read, urls, url=lambda url: url)
+    assert all(b"story" in page for page in pages)
+    for site in (first, second):
+        times = log.times(site.base_url)
+        assert len(times) == 2 and times[1] - times[0] >= DELAY / 2, times
+    # Each robots.txt took the outlet's slot ahead of its first page, as a task of its own: the one thread read the
+    # other outlet's robots.txt meanwhile rather than sleep in the fetcher for the first outlet's next slot.
+    assert sum(slept) < DELAY / 2, slept

@@ -4,7 +4,7 @@ Layers, bottom up; a module may import its own layer, the shared modules, and wh
 - shared: `domain` (the plain data passed between stages), `specs` (feeds.yaml's specs), `times` (an article's date,
   backoff, Retry-After) and `labels` (one wording for every reader). They import no other monitor module.
 - config: Settings from the environment, and feeds.yaml read into domain's specs. Nothing else.
-- stages: feeds, fetch (with hostpool, its per-host pool), extract, embed (with embed_onnx, its ONNX backend),
+- stages: feeds, fetch (with hostpool, its per-host pool, and guard, the addresses it may connect to), extract, embed (with embed_onnx, its ONNX backend),
   classify (with tags and the phrase language it reads: phrases, event, segment), dedup, cadence (a feed's next
   interval), spikes (the rule that finds a coverage spike), websub (the push protocol's rules). A stage may import config
   (for Settings); never another stage, the store, notify, web or evaluation.
@@ -40,7 +40,7 @@ SHARED = {"domain", "specs", "times", "labels"}
 CONFIG = {"config"}
 STAGES = {  # each stage with the modules that are its parts
     "feeds": {"feeds"},
-    "fetch": {"fetch", "hostpool"},
+    "fetch": {"fetch", "hostpool", "guard"},
     "extract": {"extract"},
     "embed": {"embed", "embed_onnx"},
     "classify": {"classify", "tags", "phrases", "event", "segment"},
