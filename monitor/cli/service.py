@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime
 from ipaddress import ip_network
@@ -70,7 +71,7 @@ def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) 
         return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
 
 
-def _summary(outcomes: list[FeedOutcome]) -> None:
+def _summary(outcomes: list[FeedOutcome], seconds: float) -> None:
     ok = [o for o in outcomes if o.ok]
     failed = [o for o in outcomes if not o.ok]
     new = sum(o.new_articles for o in outcomes)
@@ -80,6 +81,8 @@ def _summary(outcomes: list[FeedOutcome]) -> None:
         f"feeds ok: {len(ok)}, failed: {len(failed)}; new articles: {new}; relevant: {relevant}; "
         f"pages read from the feed's summary instead: {page_errors}"
     )
+    if new:
+        typer.echo(f"the pass took {seconds:.1f} s: {new / seconds:.1f} new articles per second")
     for outcome in failed:
         typer.echo(f"  failed: {outcome.feed}: {outcome.error}")
     alarm = most_failed(outcomes)
@@ -123,7 +126,9 @@ def _poll_now(app_: App, feeds: list[polling.FeedStatus]) -> None:
     stop = stop_on_signals()
     sender = build_sender(app_)
     with pipeline_deps(app_, sender=sender) as deps:
-        _summary(_pass_with_progress([f.id for f in feeds], deps, stop))
+        start = time.perf_counter()
+        outcomes = _pass_with_progress([f.id for f in feeds], deps, stop)
+        _summary(outcomes, time.perf_counter() - start)
         for spike in detect_spikes(sender):
             typer.echo(f"coverage spike: {spike_sentence(sender, spike)}")
         _delivery_summary(sender.deliver_due())
