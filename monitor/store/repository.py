@@ -132,15 +132,17 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
             continue
         already.add(c.url)
         ids[c.url] = article.id
-        save_verdicts(session, article.id, item.verdicts, now=now)
+        save_verdicts(session, article.id, item.verdicts, now=now, new=True)
     return ids
 
 
-def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime) -> list[TopicVerdict]:
-    """The model's verdicts, where a reader's label on the article or its story says otherwise with the reader's word."""
-    verdicts = feedback.labels_bearing_on(session, article_id=article_id, story_id=session.get_one(Article, article_id).story_id).verdicts(verdicts)
+def save_verdicts(session: Session, article_id: int, verdicts: list[TopicVerdict], *, now: datetime, new: bool = False) -> list[TopicVerdict]:
+    """The model's verdicts, where a reader's label on the article or its story says otherwise with the reader's word.
+    An article just added has neither labels nor verdicts yet, so nothing is asked of the store for it."""
+    if not new:
+        verdicts = feedback.labels_bearing_on(session, article_id=article_id, story_id=session.get_one(Article, article_id).story_id).verdicts(verdicts)
     for verdict in verdicts:
-        session.merge(
+        (session.add if new else session.merge)(
             ArticleTopic(
                 article_id=article_id,
                 topic=verdict.topic,
