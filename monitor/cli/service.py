@@ -58,17 +58,19 @@ DEMO_DATABASE = "sqlite:///data/demo.db"
 PACKAGED_MODEL = "all-MiniLM-L6-v2 (packaged, loaded offline)"
 
 
-def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) -> list[FeedOutcome]:
+def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) -> tuple[list[FeedOutcome], float]:
+    """One pass with a progress bar on a terminal (log lines otherwise); its outcomes and how many seconds it took."""
+    start = time.perf_counter()
     if not err.is_terminal:
 
         def report(outcome: FeedOutcome) -> None:
             if outcome.ok:
                 log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
 
-        return run_pass(feed_ids, deps, on_done=report, stop=stop)
+        return run_pass(feed_ids, deps, on_done=report, stop=stop), time.perf_counter() - start
     with Progress(*PROGRESS_COLUMNS, console=err, transient=True) as progress:
         task = progress.add_task("polling feeds", total=len(feed_ids))
-        return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
+        return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop), time.perf_counter() - start
 
 
 def _summary(outcomes: list[FeedOutcome], seconds: float) -> None:
@@ -126,9 +128,7 @@ def _poll_now(app_: App, feeds: list[polling.FeedStatus]) -> None:
     stop = stop_on_signals()
     sender = build_sender(app_)
     with pipeline_deps(app_, sender=sender) as deps:
-        start = time.perf_counter()
-        outcomes = _pass_with_progress([f.id for f in feeds], deps, stop)
-        _summary(outcomes, time.perf_counter() - start)
+        _summary(*_pass_with_progress([f.id for f in feeds], deps, stop))
         for spike in detect_spikes(sender):
             typer.echo(f"coverage spike: {spike_sentence(sender, spike)}")
         _delivery_summary(sender.deliver_due())
@@ -354,9 +354,9 @@ def demo(
         )
         sender = build_sender(app_)
         with pipeline_deps(app_, polite_to_ourselves, sender=sender) as deps:
-            outcomes = _pass_with_progress(feed_ids, deps, stop_on_signals())
+            outcomes, seconds = _pass_with_progress(feed_ids, deps, stop_on_signals())
         report = sender.deliver_due()
-    _summary(outcomes)
+    _summary(outcomes, seconds)
     _delivery_summary(report)
     topic = app_.config.topics[0].name
     with app_.sessions() as session:
