@@ -308,7 +308,7 @@ class TopicScorer:
                 path = self.cache_path()
                 if self._model is None and path and path.is_file():
                     self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
-                elif self._model is None:
+                if self._model is None:
                     self.fit(self.embedder.embed([item.document.for_embedding for item in self.training]))
         return self._model
 

@@ -67,10 +67,12 @@ def _pass_with_progress(feed_ids: list[int], deps: Deps, stop: threading.Event) 
             if outcome.ok:
                 log.info("feed %s: %d new, %d relevant", outcome.feed, outcome.new_articles, outcome.relevant)
 
-        return run_pass(feed_ids, deps, on_done=report, stop=stop), time.perf_counter() - start
-    with Progress(*PROGRESS_COLUMNS, console=err, transient=True) as progress:
-        task = progress.add_task("polling feeds", total=len(feed_ids))
-        return run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop), time.perf_counter() - start
+        outcomes = run_pass(feed_ids, deps, on_done=report, stop=stop)
+    else:
+        with Progress(*PROGRESS_COLUMNS, console=err, transient=True) as progress:
+            task = progress.add_task("polling feeds", total=len(feed_ids))
+            outcomes = run_pass(feed_ids, deps, on_done=lambda _o: progress.advance(task), stop=stop)
+    return outcomes, time.perf_counter() - start
 
 
 def _summary(outcomes: list[FeedOutcome], seconds: float) -> None:
