@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,7 +290,6 @@ class TopicScorer:
         self.training = training or []
         self.cache_dir = cache_dir
         self._model: TopicModel | None = None
-        self._loading = threading.Lock()  # read or trained once, though the model is warmed beside the first poll
 
     @property
     def key(self) -> str:
@@ -304,12 +302,11 @@ class TopicScorer:
     def model(self) -> TopicModel | None:
         """The trained model, loaded from the cache or trained once; None when the topic has no training set."""
         if self._model is None and self.training:
-            with self._loading:
-                path = self.cache_path()
-                if self._model is None and path and path.is_file():
-                    self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
-                if self._model is None:
-                    self.fit(self.embedder.embed([item.document.for_embedding for item in self.training]))
+            path = self.cache_path()
+            if path and path.is_file():
+                self._model = TopicModel.model_validate_json(path.read_text(encoding="utf-8"))
+            else:
+                self.fit(self.embedder.embed([item.document.for_embedding for item in self.training]))
         return self._model
 
     def cache_path(self) -> Path | None:

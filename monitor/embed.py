@@ -75,10 +75,6 @@ class SentenceTransformerEmbedder:
         """What decides the vectors, and so the topic models trained on them: the model, its backend, the tokens read."""
         return f"{self.model_name} ({self.backend}, {self.max_tokens} tokens)"
 
-    @property
-    def loaded(self) -> bool:
-        return self._model is not None
-
     def _load(self):
         with self._lock:
             if self._model is None:

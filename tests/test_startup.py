@@ -9,14 +9,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from monitor.classify import Document, TopicScorer, read_labelled
-from monitor.cli.common import App, pipeline_deps, shown_url
+from monitor.cli.common import shown_url
 from monitor.domain import FeedOutcome
 from monitor.specs import FeedSpec
 from monitor.scheduler import PollTally, most_failed
@@ -176,15 +175,3 @@ def test_eval_reports_its_progress(embedder, config, model_cache, tmp_path, work
     evaluate(scorer, labelled_sample(10), cross_validate=True, negatives=[Document("Recipe", "Soup.")], progress=lambda *s: steps.append(s))
     assert [s for s in steps if s[0] == "cross-validation folds"] == [("cross-validation folds", k, 5) for k in range(6)]
     assert ("embedding labelled items", 20, 20) in steps and ("embedding real negatives", 1, 1) in steps
-
-
-def test_the_model_is_made_ready_while_a_pass_starts_not_when_its_first_article_needs_it(tmp_path, settings, config):
-    engine = make_engine(f"sqlite:///{tmp_path / 'warm.db'}")
-    upgrade(engine)
-    untrained = config.model_copy(update={"topics": [t.model_copy(update={"training": []}) for t in config.topics]})
-    with pipeline_deps(App(settings, untrained, session_factory(engine))) as deps:
-        assert deps.embedder.batches_run == 0
-        deadline = time.monotonic() + 300  # a bound on the wait, not a speed
-        while not deps.embedder.loaded and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert deps.embedder.loaded  # nobody asked for a vector: the deps warmed the model up on their own

@@ -177,37 +177,20 @@ def pipeline_deps(app: App, settings: Settings | None = None, sender: Sender | N
     """The pipeline's dependencies; `wake` is called after each commit that owed an alert (it wakes the sender)."""
     settings = settings or app.settings
     embedder = SentenceTransformerEmbedder.from_settings(settings)
-    scorers = build_scorers(app.config, embedder, settings, app.sessions)
-    warming = threading.Thread(target=_warm, args=(embedder, scorers), name="warm-model", daemon=True)
-    warming.start()
-    try:
-        deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
-        with process_metrics(settings) as metrics, build_client(settings) as client:
-            yield Deps(
-                settings=settings,
-                sessions=app.sessions,
-                fetcher=Fetcher.from_settings(client, settings),
-                embedder=embedder,
-                scorers=scorers,
-                deduper=deduper,
-                on_relevant_story=sender.owe_story if sender else None,
-                wake_sender=wake,
-                timings=Timings(observe=metrics.observe_stage if metrics else None),
-                on_outcome=metrics.count_poll if metrics else None,
-            )
-    finally:
-        warming.join()  # a process that ended with the model half loaded would be aborted by torch
-
-
-def _warm(embedder: SentenceTransformerEmbedder, scorers: list[TopicScorer]) -> None:
-    """The model and each topic's classifier made ready while a pass starts (feeds, robots.txt and first pages come a
-    second or more apart, for politeness): loaded when the first article needed them, they held it up 4 s more."""
-    try:
-        vectors = embedder.embed([])
-        for scorer in scorers:
-            scorer.score([], vectors)
-    except Exception:  # the first article's embedding meets the same error, where it is reported
-        log.exception("the embedding model could not be made ready ahead of the first article")
+    deduper = load_deduper(Deduper(), app.sessions, topic=app.config.topics[0].name, now=utcnow())
+    with process_metrics(settings) as metrics, build_client(settings) as client:
+        yield Deps(
+            settings=settings,
+            sessions=app.sessions,
+            fetcher=Fetcher.from_settings(client, settings),
+            embedder=embedder,
+            scorers=build_scorers(app.config, embedder, settings, app.sessions),
+            deduper=deduper,
+            on_relevant_story=sender.owe_story if sender else None,
+            wake_sender=wake,
+            timings=Timings(observe=metrics.observe_stage if metrics else None),
+            on_outcome=metrics.count_poll if metrics else None,
+        )
 
 
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
