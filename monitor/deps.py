@@ -61,3 +61,13 @@ class Deps:
     on_relevant_story: Callable[[Session, int, str], None] | None = None  # called in the storing transaction
     wake_sender: Callable[[], None] | None = None  # called after a transaction that owed an alert has committed
     on_outcome: Callable[[FeedOutcome], None] | None = None  # called once per finished poll (metrics)
+
+    def load_models(self) -> float:
+        """Loads the embedding model and reads (or trains) each topic's classifier, once, before polling: loaded by the
+        first article instead, they hold it and every article behind it, and poll threads would race to train. Returns
+        the seconds it took."""
+        start = time.perf_counter()
+        self.embedder.embed(["the model loads before the first poll"])
+        for scorer in self.scorers:
+            scorer.model  # noqa: B018  read (or trained) here, once
+        return time.perf_counter() - start

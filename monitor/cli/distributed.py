@@ -58,9 +58,7 @@ def worker(
     celery = make_celery(settings)
     sender = build_sender(app_)  # only to owe alerts in the storing transaction; the scheduler sends them, woken by a message
     with pipeline_deps(app_, sender=sender, wake=sender_waker(celery)) as deps, HostPool(deps.fetcher, settings.fetch_workers) as pages:
-        deps.embedder.embed(["the model loads before the first poll is taken"])
-        for scorer in deps.scorers:
-            scorer.model  # noqa: B018  each topic's model read (or trained) once here, not by every poll thread at once
+        deps.load_models()
         register_poll(celery, replace(deps, page_pool=pages))
         celery.worker_main(
             [
