@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import datetime, timezone
 
 import trafilatura
@@ -13,6 +14,11 @@ from monitor.domain import Extracted
 log = logging.getLogger(__name__)
 
 MIN_TEXT_CHARS = 200
+# One extraction at a time in a process. trafilatura and htmldate parse with module-level lxml parsers shared by every
+# thread, and concurrent extract() calls crash the process now and then (SIGSEGV; trafilatura issues #840 and #925,
+# still open for 2.2); a bench's `monitor run --once` over real pages died so once, after an lxml "unknown error".
+# Extraction holds the GIL for most of its time anyway: serialised, a pass over real pages was no slower.
+_ONE_AT_A_TIME = threading.Lock()
 
 
 def _date(value: str | None) -> datetime | None:
@@ -28,17 +34,18 @@ def _date(value: str | None) -> datetime | None:
 def extract(page: bytes | str, *, url: str | None = None) -> Extracted | None:
     """The main text of a page and its metadata, or None when no article text is found."""
     try:
-        doc = trafilatura.bare_extraction(
-            page,
-            url=url,
-            with_metadata=True,
-            include_comments=False,
-            include_tables=True,
-            include_images=False,
-            include_links=False,
-            deduplicate=False,
-            fast=True,
-        )
+        with _ONE_AT_A_TIME:
+            doc = trafilatura.bare_extraction(
+                page,
+                url=url,
+                with_metadata=True,
+                include_comments=False,
+                include_tables=True,
+                include_images=False,
+                include_links=False,
+                deduplicate=False,
+                fast=True,
+            )
     except Exception as exc:  # trafilatura raises many kinds on hostile input; one bad page must not stop the run
         log.warning("extraction failed for %s: %s", url, exc)
         return None
