@@ -130,7 +130,7 @@ def read_article(
                 error = "disallowed by robots.txt"
             else:
                 with timings.measure("extract"):
-                    extracted = extract(response.content, url=response.url)
+                    extracted = extract(response.content, url=response.url, thorough_date=entry.published is None)
                 if extracted is None:
                     error = "no article text found in the page"
         except FetchError as exc:

@@ -69,3 +69,5 @@ def test_metadata_is_found():
     assert extracted.site_name == "Beispiel Zeitung"
     assert extracted.published is not None and extracted.published.year == 2026
     assert "Regierung" in extracted.text
+    # the markup's date is read without the search of the free text that a feed's own date makes needless
+    assert extract(html, url="https://example.de/a", thorough_date=False).published == extracted.published
