@@ -320,10 +320,10 @@ def test_three_hundred_feeds_without_delay_never_lock_the_store(tmp_path, settin
 
 class _BusyModel:
     """The real embedder, recording each batch it is given; its first call lasts until every page has been served, as a
-    busy model's would while the other outlets' pages arrive. A text holding `poison` makes it fail."""
+    busy model's would while the other outlets' pages arrive. A text holding `poison` makes it fail, if it chokes."""
 
-    def __init__(self, embedder, site: LocalSite, pages: int):
-        self.embedder, self.site, self.pages, self.batches = embedder, site, pages, []
+    def __init__(self, embedder, site: LocalSite, pages: int, chokes: bool = True):
+        self.embedder, self.site, self.pages, self.batches, self.chokes = embedder, site, pages, [], chokes
 
     def embed(self, texts):
         if not self.batches:
@@ -331,7 +331,7 @@ class _BusyModel:
             while sum(r.path.startswith("/p/") for r in self.site.requests) < self.pages and time.monotonic() < deadline:
                 time.sleep(0.05)
         self.batches.append(list(texts))
-        if any("poison" in text for text in texts):
+        if self.chokes and any("poison" in text for text in texts):
             raise ValueError("the model choked")
         return self.embedder.embed(texts)
 
@@ -378,6 +378,38 @@ def test_a_batch_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path,
     with sessions() as session:
         titles = set(session.scalars(select(Article.title)))
     assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 2 story 0", "Feed 2 story 1"}
+    engine.dispose()
+
+
+class _ChokingScorer:
+    """The real topic scorer, failing on a document that holds `poison`."""
+
+    def __init__(self, scorer):
+        self.scorer, self.spec = scorer, scorer.spec
+
+    def score(self, documents, vectors):
+        if any("poison" in document.for_embedding for document in documents):
+            raise ValueError("the scorer choked")
+        return self.scorer.score(documents, vectors)
+
+
+def test_scoring_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path, settings, embedder, config):
+    """Scoring runs after the batch's embedding, in the storing step: its failure must stay one feed's, as the model's does."""
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
+        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=2))
+        model = _BusyModel(embedder, site, pages=6, chokes=False)
+        choking = replace(deps, embedder=model, scorers=[_ChokingScorer(scorer) for scorer in deps.scorers])
+        outcomes = run_all(sessions, choking, names)
+
+    assert max(len(batch) for batch in model.batches) >= 4, model.batches  # the feeds were embedded together
+    assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": True, "feed 2": False}
+    assert "the scorer choked" in outcomes["feed 2"].error
+    with sessions() as session:
+        titles = set(session.scalars(select(Article.title)))
+    assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 1 story 0", "Feed 1 story 1"}
     engine.dispose()
 
 
