@@ -145,43 +145,39 @@ def _passes(embedder, topics, articles, texts, *, feeds: int, per_feed: int, pag
     default = Settings(**ours)
     runs = {}
     with outlets(articles, feeds=feeds, per_feed=per_feed, pages=pages) as urls:
-        for name, settings in (
-            ("no delay", Settings(host_delay=0, host_concurrency=4, **ours)),
-            (f"default delay {default.host_delay:g}s", default),
+        for name, run in (
+            ("no delay", lambda: _in_process(urls, embedder, topics, Settings(host_delay=0, host_concurrency=4, **ours))),
+            (f"default delay {default.host_delay:g}s", lambda: _in_process(urls, embedder, topics, default)),
+            (f"monitor run --once, default delay {default.host_delay:g}s", lambda: command_pass(urls)),
         ):
             before = embedding_rate(embedder, texts, sample)
-            stored, elapsed, timings = one_pass(urls, embedder, topics, settings)
+            stored, elapsed, details = run()
             alone = (before + embedding_rate(embedder, texts, sample)) / 2  # on each side of the pass: a machine whose load drifts
-            total_stage = sum(timings.seconds.values())
             runs[name] = {
                 "articles": stored,
                 "elapsed_s": elapsed,
                 "end_to_end_per_s": stored / elapsed,
                 "embedding_alone_per_s": alone,
                 "ratio": stored / elapsed / alone,
-                "stage_share": {k: v / total_stage for k, v in timings.seconds.items()},
+                **details,
             }
-        before = embedding_rate(embedder, texts, sample)
-        stored, elapsed, loading = command_pass(urls)
-        alone = (before + embedding_rate(embedder, texts, sample)) / 2
-        runs[f"monitor run --once, default delay {default.host_delay:g}s"] = {
-            "articles": stored,
-            "elapsed_s": elapsed,
-            "end_to_end_per_s": stored / elapsed,
-            "embedding_alone_per_s": alone,
-            "ratio": stored / elapsed / alone,
-            "loading_s": loading,
-        }
     return runs
+
+
+def _in_process(urls: list[str], embedder, topics, settings: Settings) -> tuple[int, float, dict]:
+    """one_pass, with each stage's share of the thread-seconds."""
+    stored, elapsed, timings = one_pass(urls, embedder, topics, settings)
+    total_stage = sum(timings.seconds.values())
+    return stored, elapsed, {"stage_share": {k: v / total_stage for k, v in timings.seconds.items()}}
 
 
 PASS_LINE = re.compile(r"new articles: (\d+);.*the pass took ([\d.]+) s: [\d.]+ new articles per second \(the models loaded before it, in ([\d.]+) s\)", re.S)
 
 
-def command_pass(urls: list[str]) -> tuple[int, float, float]:
+def command_pass(urls: list[str]) -> tuple[int, float, dict]:
     """`monitor run --once` over the outlets as a user runs it, in a process of its own: a fresh SQLite store, the
     repository's topics with their trained classifiers, the default settings. (new articles, the pass's seconds, the
-    model's loading seconds) as its summary prints them."""
+    models' loading seconds) as its summary prints them."""
     config = yaml.safe_load((ROOT / "feeds.yaml").read_text(encoding="utf-8"))
     for topic in config["topics"]:
         topic["training"] = [str(ROOT / path) for path in topic.get("training", [])]
@@ -199,7 +195,7 @@ def command_pass(urls: list[str]) -> tuple[int, float, float]:
     found = PASS_LINE.search(done.stdout)
     if done.returncode or not found:
         raise RuntimeError(f"monitor run --once failed ({done.returncode}): {done.stdout[-800:]} {done.stderr[-1500:]}")
-    return int(found.group(1)), float(found.group(2)), float(found.group(3))
+    return int(found.group(1)), float(found.group(2)), {"loading_s": float(found.group(3))}
 
 
 def embedding_rate(embedder, texts: list[str], sample: int = 400) -> float:
@@ -228,7 +224,7 @@ def _report_runs(runs: dict) -> None:
             f"ratio {run['ratio']:.0%} of embedding alone ({run['embedding_alone_per_s']:.1f}/s, measured on each side of the pass; goal >= 80%)"
         )
         if "loading_s" in run:
-            print(f"    the product's own path, in a process of its own; its model loaded before the pass, in {run['loading_s']:.1f}s")
+            print(f"    the product's own path, in a process of its own; its models loaded before the pass, in {run['loading_s']:.1f}s")
             continue
         shares = ", ".join(f"{k} {v:.0%}" for k, v in sorted(run["stage_share"].items(), key=lambda kv: -kv[1]))
         print(f"    stage time shares (thread-seconds): {shares}")

@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from email.utils import format_datetime
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -335,6 +336,9 @@ class _BusyModel:
             raise ValueError("the model choked")
         return self.embedder.embed(texts)
 
+    def feeds_per_batch(self) -> list[int]:
+        return [len({text.split(" story ")[0].rsplit("Feed ", 1)[1] for text in batch}) for batch in self.batches]
+
 
 def _busy_site(site: LocalSite, feeds: int, per_feed: int, poison: int | None = None) -> dict[str, str]:
     for n in range(feeds):
@@ -358,26 +362,8 @@ def test_what_several_feeds_read_while_the_model_was_busy_is_embedded_in_one_bat
 
     assert [o.new_articles for o in outcomes.values()] == [2, 2, 2]
     assert count_articles(sessions) == 6
-    feeds_per_batch = [len({text.split(" story ")[0].rsplit("Feed ", 1)[1] for text in batch}) for batch in model.batches]
-    assert max(feeds_per_batch) >= 2, model.batches
+    assert max(model.feeds_per_batch()) >= 2, model.batches
     assert len(model.batches) < 6
-    engine.dispose()
-
-
-def test_a_batch_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path, settings, embedder, config):
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    sessions = session_factory(engine)
-    with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
-        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=1))
-        model = _BusyModel(embedder, site, pages=6)
-        outcomes = run_all(sessions, replace(deps, embedder=model), names)
-
-    assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": False, "feed 2": True}
-    assert "the model choked" in outcomes["feed 1"].error
-    with sessions() as session:
-        titles = set(session.scalars(select(Article.title)))
-    assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 2 story 0", "Feed 2 story 1"}
     engine.dispose()
 
 
@@ -393,23 +379,24 @@ class _ChokingScorer:
         return self.scorer.score(documents, vectors)
 
 
-def test_scoring_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path, settings, embedder, config):
-    """Scoring runs after the batch's embedding, in the storing step: its failure must stay one feed's, as the model's does."""
+@pytest.mark.parametrize("choking", ["model", "scorer"])
+def test_a_batch_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path, settings, embedder, config, choking):
+    """The model and the scorers take every feed's arrivals in one batch; a failure on one article stays its feed's."""
     engine = make_engine(settings.database_url)
     upgrade(engine)
     sessions = session_factory(engine)
     with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
-        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=2))
-        model = _BusyModel(embedder, site, pages=6, chokes=False)
-        choking = replace(deps, embedder=model, scorers=[_ChokingScorer(scorer) for scorer in deps.scorers])
-        outcomes = run_all(sessions, choking, names)
+        names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=1))
+        model = _BusyModel(embedder, site, pages=6, chokes=choking == "model")
+        scorers = [_ChokingScorer(scorer) for scorer in deps.scorers] if choking == "scorer" else deps.scorers
+        outcomes = run_all(sessions, replace(deps, embedder=model, scorers=scorers), names)
 
-    assert max(len(batch) for batch in model.batches) >= 4, model.batches  # the feeds were embedded together
-    assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": True, "feed 2": False}
-    assert "the scorer choked" in outcomes["feed 2"].error
+    assert max(model.feeds_per_batch()) >= 2, model.batches  # the feeds were embedded together
+    assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": False, "feed 2": True}
+    assert f"the {choking} choked" in outcomes["feed 1"].error
     with sessions() as session:
         titles = set(session.scalars(select(Article.title)))
-    assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 1 story 0", "Feed 1 story 1"}
+    assert titles == {"Feed 0 story 0", "Feed 0 story 1", "Feed 2 story 0", "Feed 2 story 1"}
     engine.dispose()
 
 
