@@ -30,6 +30,7 @@ from monitor.classify import Document
 from monitor.demo.site import load_demo_articles
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article, Feed, Story, StoryTopic
+from monitor.store.words import keep_recent
 
 from bench import cache
 from bench.newsgen import SENTENCE
@@ -48,7 +49,7 @@ POSTGRES_INDEXES = {
     "ix_articles_search_vector": "CREATE INDEX ix_articles_search_vector ON articles USING gin (search_vector)",
     "ix_articles_embedding_vector": "CREATE INDEX ix_articles_embedding_vector ON articles USING hnsw (embedding_vector vector_cosine_ops)",
 }
-POSTGRES_SETTINGS = "shared_buffers = 1GB\nmaintenance_work_mem = 2GB\nmax_parallel_maintenance_workers = 2\nwork_mem = 64MB"
+POSTGRES_SETTINGS = "shared_buffers = 1GB\nmaintenance_work_mem = 4GB\nmax_parallel_maintenance_workers = 2\nwork_mem = 64MB"
 
 
 def evaluation_embeddings(embedder) -> np.ndarray:
@@ -134,6 +135,8 @@ def sqlite_archive(size: int, directions: np.ndarray) -> tuple[str, float]:
     sessions = session_factory(engine)
     have = stored(sessions)
     built = fill(sessions, have, size - have, directions, seed=size + have, progress="SQLite") if have < size else 0.0
+    with sessions.begin() as session:
+        keep_recent(session, NOW)  # the recent word index took every generated article in: it keeps the last weeks
     engine.dispose()
     return url, built
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Column, Integer, MetaData, Table
 from sqlalchemy.orm import sessionmaker
 
 from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
@@ -110,14 +111,21 @@ class Archive:
 @contextmanager
 def readers_labels_stand_in(engine) -> Iterator[None]:
     """For a test that stores articles under an old schema with today's repository: it reads readers' labels
-    (migration 0010), so an empty labels table stands in for them, dropped again before the upgrade creates it."""
+    (migration 0010) and, on SQLite, the recent word index's floor (0014), so empty tables stand in for them,
+    dropped again before the upgrade creates them."""
     from monitor.store.models import Label
+    from monitor.store.words import recent_floor
 
-    Label.__table__.create(engine)
+    floor = Table(recent_floor.name, MetaData(), Column("id", Integer)) if engine.dialect.name == "sqlite" else None
+    for stand_in in (Label.__table__, floor):
+        if stand_in is not None:
+            stand_in.create(engine)
     try:
         yield
     finally:
-        Label.__table__.drop(engine)
+        for stand_in in (Label.__table__, floor):
+            if stand_in is not None:
+                stand_in.drop(engine)
 
 
 def archive_settings(folder: Path, database_url: str, **changes) -> Settings:

@@ -15,6 +15,7 @@ from monitor.domain import Candidate, TopicVerdict
 from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Story, StoryTopic
 from monitor.store.terms import unmarked
+from monitor.store.words import keep_recent
 from monitor.times import article_time
 
 URL_BATCH = 500
@@ -96,7 +97,8 @@ def update_article(session: Session, item: StoredArticle, *, now: datetime) -> t
 
 
 def add_articles(session: Session, items: list[StoredArticle], *, now: datetime) -> dict[str, int]:
-    """Insert new articles with their verdicts; a URL stored meanwhile by another worker is skipped.
+    """Insert new articles with their verdicts; a URL stored meanwhile by another worker is skipped. The recent word
+    index lets go of the articles that have aged out of it (monitor/store/words.py).
 
     Returns the id of each article stored, by URL.
     """
@@ -133,6 +135,7 @@ def add_articles(session: Session, items: list[StoredArticle], *, now: datetime)
         already.add(c.url)
         ids[c.url] = article.id
         save_verdicts(session, article.id, item.verdicts, now=now, new=True)
+    keep_recent(session, now)
     return ids
 
 

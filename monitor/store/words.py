@@ -9,6 +9,8 @@ enough. A common word stops at the first slice; a rare one widens cheaply, havin
 A news archive's best matches are mostly its recent ones, and sort=newest is exact: the newest matches are the
 slice's. A slice is a range of article ids (ids grow as articles are stored; its ends come from the index on
 fetched_at), which FTS5 serves from its rowids and PostgreSQL from its primary key's btree ANDed with the GIN index.
+On SQLite, a slice within the archive's last RECENT is ranked in a word index of those weeks alone (migration 0014):
+bm25 counts each word's articles across the index it ranks in, which at a million cost more than the ranking.
 The total is the slice's count, exact once the slice is the whole archive (or all a date filter allows), else a
 lower bound: counting every match of a common word costs what ranking them did.
 """
@@ -27,6 +29,8 @@ from monitor.store.terms import Terms
 
 # the search objects that migrations 0004 and 0005 add beside the models
 FTS_TABLE = "articles_fts"
+RECENT_FTS_TABLE = "articles_fts_recent"  # SQLite: the articles from the id in RECENT_FLOOR on (migration 0014)
+RECENT_FLOOR = "articles_fts_recent_floor"
 STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
 TSVECTOR_COLUMN = "search_vector"
 TSVECTOR_INDEX = "ix_articles_search_vector"
@@ -34,9 +38,12 @@ REGCONFIG = literal_column("'english'::regconfig")
 
 WINDOWS = (timedelta(days=7), timedelta(days=30), timedelta(days=120), timedelta(days=365))  # the slices before the whole archive
 MARGIN = timedelta(days=7)  # a date filter's slice reaches this far past its days: an article's fetch and its story's date differ
+RECENT = WINDOWS[2] + timedelta(days=1)  # what the recent word index keeps: the 120-day slice, and a day for the clock's drift
 
 fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
 fts_match = literal_column(FTS_TABLE).op("MATCH")
+recent_fts = table(RECENT_FTS_TABLE, column("rowid", Integer), column("rank"))
+recent_floor = table(RECENT_FLOOR, column("id", Integer))
 story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
 tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
 
@@ -48,6 +55,12 @@ class Slice:
     floor: int | None = None
     ceiling: int | None = None
     complete: bool = True  # every article the date filters allow: its count of matches is the total
+    recent: bool = False  # within the recent word index (SQLite)
+
+    def index(self):
+        """The FTS5 table that ranks this slice's words, and its MATCH operator."""
+        found = recent_fts if self.recent else fts
+        return found, literal_column(found.name).op("MATCH")
 
 
 def tsquery(terms: Terms):
@@ -101,9 +114,13 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
 
     The windows end at the newest article stored (or at until); a week before since and a week after until bound every slice.
     """
-    newest, first, top = session.execute(select(*(select(value).scalar_subquery() for value in (func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id))))).one()
+    values = [func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id)]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    asked = [select(value).scalar_subquery() for value in values] + ([select(recent_floor.c.id).scalar_subquery()] if sqlite else [])
+    newest, first, top, *recent = session.execute(select(*asked)).one()
     if newest is None:
         return [Slice()]
+    recent_from = recent[0] if recent else None
     end, stop = newest, None  # the windows end at the newest article or at until; the slices stop a week after until
     if until:
         end = min(newest, _day_start(until + timedelta(days=1)))
@@ -118,8 +135,35 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
     for start in starts:
         if start is None or start <= first or (floor is not None and start <= floor):
             break
-        found.append(Slice(start, ceiling, complete=False))
-    return [*found, Slice(floor, ceiling)]
+        found.append(Slice(start, ceiling, complete=False, recent=_recent(start, recent_from)))
+    return [*found, Slice(floor, ceiling, recent=_recent(floor, recent_from))]
+
+
+def _recent(floor: int | None, recent_from: int | None) -> bool:
+    return floor is not None and recent_from is not None and floor >= recent_from
+
+
+def keep_recent(session: Session, now: datetime) -> None:
+    """Move the recent word index's floor up to the first article fetched within RECENT of now, dropping those before.
+
+    Dropped one by one ('delete' reads each article again) when fewer go than stay, else rebuilt from those that stay.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    floor = session.scalar(select(recent_floor.c.id))
+    newest_id = session.scalar(select(func.max(Article.id))) or 0
+    kept_from = session.scalar(select(_first_fetched(now - RECENT)))
+    kept_from = newest_id + 1 if kept_from is None else kept_from
+    if floor is None or kept_from <= floor:
+        return
+    name = RECENT_FTS_TABLE
+    if kept_from - floor > newest_id + 1 - kept_from:
+        session.execute(text(f"INSERT INTO {name}({name}) VALUES ('delete-all')"))
+        session.execute(text(f"INSERT INTO {name}(rowid, title, text) SELECT id, title, text FROM articles WHERE id >= :id"), {"id": kept_from})
+    else:
+        dropped = f"INSERT INTO {name}({name}, rowid, title, text) SELECT 'delete', id, title, text FROM articles WHERE id >= :floor AND id < :id"
+        session.execute(text(dropped), {"floor": floor, "id": kept_from})
+    session.execute(recent_floor.update().values(id=kept_from))
 
 
 def _day_start(day: date) -> datetime:
@@ -146,7 +190,8 @@ def _ranked(
 ) -> tuple[list[tuple], int]:
     """A page of the stories matching the words within a slice, and their number there (count(*) OVER (): the same pass)."""
     if dialect == "sqlite":
-        hits = select(fts.c.rowid.label("id"), (-fts.c.rank).label("rank")).where(fts_match(terms.fts5()), *_within(fts.c.rowid, part)).subquery()
+        index, match = part.index()
+        hits = select(index.c.rowid.label("id"), (-index.c.rank).label("rank")).where(match(terms.fts5()), *_within(index.c.rowid, part)).subquery()
         best = func.max(hits.c.rank)  # SQLite returns the other columns of the row holding the max
         story_id = story_map.c.story_id
         statement = (
@@ -180,6 +225,7 @@ def _ranked(
 def word_matches(dialect: str, terms: Terms, part: Slice = Slice()):
     """The ids of the stories whose articles within a slice hold the words (a subquery, each id once)."""
     if dialect == "sqlite":
-        matches = select(story_map.c.story_id).select_from(fts).join(story_map, story_map.c.article_id == fts.c.rowid)
-        return matches.where(fts_match(terms.fts5()), *_within(fts.c.rowid, part)).distinct()
+        index, match = part.index()
+        matches = select(story_map.c.story_id).select_from(index).join(story_map, story_map.c.article_id == index.c.rowid)
+        return matches.where(match(terms.fts5()), *_within(index.c.rowid, part)).distinct()
     return select(Article.story_id).where(tsvector.op("@@")(tsquery(terms)), *_within(Article.id, part), Article.story_id.is_not(None)).distinct()
