@@ -93,8 +93,9 @@ def _server_cpu(data: Path | None) -> float:
 def index_sizes(engine) -> dict:
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            sizes = dict(connection.execute(text("SELECT name, SUM(pgsize) FROM dbstat WHERE name LIKE 'articles_fts%' GROUP BY name")).all())
-            return {"words index": sum(sizes.values())}
+            by_index = "name LIKE 'articles_fts_recent%'"
+            sizes = dict(connection.execute(text(f"SELECT {by_index}, SUM(pgsize) FROM dbstat WHERE name LIKE 'articles_fts%' GROUP BY 1")).all())
+            return {"words index": sizes.get(0, 0), "recent words index": sizes.get(1, 0)}
         column = connection.execute(text("SELECT SUM(pg_column_size(search_vector)) FROM articles")).scalar()
         gin = connection.execute(text("SELECT pg_relation_size('ix_articles_search_vector')")).scalar()
         hnsw = connection.execute(text("SELECT pg_relation_size('ix_articles_embedding_vector')")).scalar()
@@ -243,6 +244,7 @@ def report(result: dict) -> None:
             met = f"  goal p95 <= {goal} ms: {'met' if figure['p95'] <= goal else 'missed'}" if goal else ""
             print(f"    {mode:<8} {figure['p50']:>7.1f} / {figure['p95']:>7.1f}, CPU {figure['cpu']:>6.1f}{was}{met}")
         sizes = f"words index {row['words index']:.0f} MB" + (f" (GIN {row['GIN index']:.0f} MB), HNSW {row['HNSW index']:.0f} MB" if "GIN index" in row else "")
+        sizes += f", its last 120 days' {row['recent words index']:.0f} MB" if "recent words index" in row else ""
         built = f"; built now in {row['insert_s']:.0f} s" if row["insert_s"] else " (cached)"
         print(f"    {sizes}; vectors in memory {row['vector_mb']:.0f} MB, loaded in {row['vectors_load_s']:.1f} s{built}")
         if "memory_recall" in row:

@@ -87,10 +87,11 @@ FILTERS = [
     {"vendors": ("Uniview",)},
     {"vendors": ("Uniview",), "countries": ("LT",)},  # a handful of stories: every id it lets through is read
     {"relevant": False, "actions": ("sanction",), "since": NOW.date() - timedelta(days=200)},
+    {"sources": ("outlet 3",)},  # by page or feed: each story's articles looked up in the runs, the outlet's set after
 ]
 
 
-@pytest.mark.parametrize("fields", FILTERS, ids=["relevant", "all", "vendor", "vendor-country", "action-since"])
+@pytest.mark.parametrize("fields", FILTERS, ids=["relevant", "all", "vendor", "vendor-country", "action-since", "source"])
 def test_filtered_meaning_search_finds_the_nearest_stories_the_filters_let_through(archive, monkeypatch, fields):
     """With few candidates, the nearest are read deeper and deeper, and a narrow filter falls back to its ids."""
     sessions, index, directions = archive
@@ -99,6 +100,7 @@ def test_filtered_meaning_search_finds_the_nearest_stories_the_filters_let_throu
     for probe in directions[:5]:
         with sessions() as session:
             page = search(session, query, vectors=index, query_vector=probe)
-            allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*story_filters(query, "sqlite")))
+            every = story_filters(query, "sqlite", per_story=True)  # the search's fallback reads the other form: they must agree
+            allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*every))
             expected = [a for a, cosine in index.nearest(probe, 20, np.fromiter(allowed, dtype=np.int64)) if cosine >= search_module.MEANING_FLOOR]
         assert [hit.article_id for hit in page.results] == expected

@@ -7,7 +7,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import JSON, Integer, and_, case, cast, distinct, exists, func, literal, or_, select, true
+from sqlalchemy import JSON, Integer, and_, case, cast, distinct, exists, func, literal, or_, select, true, union_all
 from sqlalchemy.orm import Session
 
 from monitor.store.models import Article, Feed, Story, StoryTopic
@@ -16,6 +16,7 @@ from monitor.store.terms import clean
 log = logging.getLogger(__name__)
 
 FACETS = ("vendors", "countries", "actions", "sources")
+OUTLET_INDEX = "ix_articles_outlet"  # migration 0015: articles (lower(site_name), story_id)
 TAG_COLUMNS = {"vendors": Story.vendors, "countries": Story.countries, "actions": Story.actions}
 
 @dataclass(frozen=True)
@@ -77,8 +78,14 @@ def base_filters(query: SearchQuery, *, per_story: bool = False) -> list:
     return conditions
 
 
-def facet_filters(query: SearchQuery, dialect: str) -> dict:
-    """The condition of each facet with chosen values (any of them), as correlated subqueries on stories."""
+def facet_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) -> dict:
+    """The condition of each facet with chosen values (any of them) on stories.
+
+    Outlets: the set of their stories, built once per statement from migration 0015's index on articles' outlet
+    names, which suits a statement over many stories (at a million, reading the articles of every story took most
+    of a second); per_story looks up each story's articles instead, for a statement over a bounded set (a slice's
+    word matches, a run of the nearest articles), where building the set would cost more than the lookups.
+    """
     conditions = {}
     for name, values in (("vendors", query.vendors), ("countries", query.countries), ("actions", query.actions)):
         wanted = sorted({clean(v).strip().lower() for v in values} - {""})
@@ -86,15 +93,24 @@ def facet_filters(query: SearchQuery, dialect: str) -> dict:
             elements = json_elements(TAG_COLUMNS[name], dialect)
             conditions[name] = exists(select(1).select_from(elements).where(func.lower(elements.c.value).in_(wanted)))
     names = sorted({clean(v).strip().lower() for v in query.sources} - {""})
-    if names:
+    if names and per_story:
         named = or_(func.lower(Article.site_name).in_(names), func.lower(Feed.name).in_(names))
         conditions["sources"] = exists(select(1).select_from(Article).outerjoin(Feed, Feed.id == Article.feed_id).where(Article.story_id == Story.id, named))
+    elif names:
+        conditions["sources"] = Story.id.in_(_outlet_stories(names))
     return conditions
+
+
+def _outlet_stories(names: list[str]):
+    """The stories with an article from one of the outlets: by its page's site name or by its feed's name."""
+    by_site = select(Article.story_id).where(func.lower(Article.site_name).in_(names))
+    feeds = select(Feed.id).where(func.lower(Feed.name).in_(names))
+    return union_all(by_site, select(Article.story_id).where(Article.feed_id.in_(feeds)))
 
 
 def story_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) -> list:
     """Every filter of the query as conditions on stories (correlated subqueries, so any statement over stories can use them)."""
-    return [*base_filters(query, per_story=per_story), *facet_filters(query, dialect).values()]
+    return [*base_filters(query, per_story=per_story), *facet_filters(query, dialect, per_story=per_story).values()]
 
 
 def facet_counts(session: Session, query: SearchQuery, matching) -> Facets:
