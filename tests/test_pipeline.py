@@ -320,17 +320,20 @@ def test_three_hundred_feeds_without_delay_never_lock_the_store(tmp_path, settin
 
 
 class _BusyModel:
-    """The real embedder, recording each batch it is given; its first call lasts until every page has been served, as a
-    busy model's would while the other outlets' pages arrive. A text holding `poison` makes it fail, if it chokes."""
+    """The real embedder, recording each batch it is given; its first call lasts until every page has been read (fetched
+    and extracted: the pass's `timings`, given to it, tell), as a busy model's would while the other outlets' pages
+    arrive. Served is not enough: a page served may still be in extraction when the model returns. A text holding
+    `poison` makes it fail, if it chokes."""
 
-    def __init__(self, embedder, site: LocalSite, pages: int, chokes: bool = True):
-        self.embedder, self.site, self.pages, self.batches, self.chokes = embedder, site, pages, [], chokes
+    def __init__(self, embedder, pages: int, chokes: bool = True):
+        self.embedder, self.pages, self.batches, self.chokes = embedder, pages, [], chokes
+        self.extracted = threading.Semaphore(0)
+        self.timings = Timings(observe=lambda stage, _seconds: self.extracted.release() if stage == "extract" else None)
 
     def embed(self, texts):
         if not self.batches:
-            deadline = time.monotonic() + 60
-            while sum(r.path.startswith("/p/") for r in self.site.requests) < self.pages and time.monotonic() < deadline:
-                time.sleep(0.05)
+            for _ in range(self.pages):
+                assert self.extracted.acquire(timeout=60), "the pages were not read"
         self.batches.append(list(texts))
         if self.chokes and any("poison" in text for text in texts):
             raise ValueError("the model choked")
@@ -357,8 +360,8 @@ def test_what_several_feeds_read_while_the_model_was_busy_is_embedded_in_one_bat
     sessions = session_factory(engine)
     with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
         names = sync(sessions, _busy_site(site, feeds=3, per_feed=2))
-        model = _BusyModel(embedder, site, pages=6)
-        outcomes = run_all(sessions, replace(deps, embedder=model), names)
+        model = _BusyModel(embedder, pages=6)
+        outcomes = run_all(sessions, replace(deps, embedder=model, timings=model.timings), names)
 
     assert [o.new_articles for o in outcomes.values()] == [2, 2, 2]
     assert count_articles(sessions) == 6
@@ -387,9 +390,9 @@ def test_a_batch_that_fails_fails_only_the_feed_whose_article_broke_it(tmp_path,
     sessions = session_factory(engine)
     with LocalSite() as site, pipeline(sessions, settings, embedder, config) as deps:
         names = sync(sessions, _busy_site(site, feeds=3, per_feed=2, poison=1))
-        model = _BusyModel(embedder, site, pages=6, chokes=choking == "model")
+        model = _BusyModel(embedder, pages=6, chokes=choking == "model")
         scorers = [_ChokingScorer(scorer) for scorer in deps.scorers] if choking == "scorer" else deps.scorers
-        outcomes = run_all(sessions, replace(deps, embedder=model, scorers=scorers), names)
+        outcomes = run_all(sessions, replace(deps, embedder=model, scorers=scorers, timings=model.timings), names)
 
     assert max(model.feeds_per_batch()) >= 2, model.batches  # the feeds were embedded together
     assert {name: o.ok for name, o in outcomes.items()} == {"feed 0": True, "feed 1": False, "feed 2": True}
