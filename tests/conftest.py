@@ -116,16 +116,14 @@ def readers_labels_stand_in(engine) -> Iterator[None]:
     from monitor.store.models import Label
     from monitor.store.words import recent_floor
 
-    floor = Table(recent_floor.name, MetaData(), Column("id", Integer)) if engine.dialect.name == "sqlite" else None
-    for stand_in in (Label.__table__, floor):
-        if stand_in is not None:
-            stand_in.create(engine)
+    stand_ins = [Label.__table__] + ([Table(recent_floor.name, MetaData(), Column("id", Integer))] if engine.dialect.name == "sqlite" else [])
+    for stand_in in stand_ins:
+        stand_in.create(engine)
     try:
         yield
     finally:
-        for stand_in in (Label.__table__, floor):
-            if stand_in is not None:
-                stand_in.drop(engine)
+        for stand_in in stand_ins:
+            stand_in.drop(engine)
 
 
 def archive_settings(folder: Path, database_url: str, **changes) -> Settings:

@@ -43,6 +43,7 @@ RECENT = WINDOWS[2] + timedelta(days=1)  # what the recent word index keeps: the
 fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
 fts_match = literal_column(FTS_TABLE).op("MATCH")
 recent_fts = table(RECENT_FTS_TABLE, column("rowid", Integer), column("rank"))
+recent_fts_match = literal_column(RECENT_FTS_TABLE).op("MATCH")
 recent_floor = table(RECENT_FLOOR, column("id", Integer))
 story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
 tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
@@ -59,8 +60,7 @@ class Slice:
 
     def index(self):
         """The FTS5 table that ranks this slice's words, and its MATCH operator."""
-        found = recent_fts if self.recent else fts
-        return found, literal_column(found.name).op("MATCH")
+        return (recent_fts, recent_fts_match) if self.recent else (fts, fts_match)
 
 
 def tsquery(terms: Terms):
@@ -150,9 +150,9 @@ def keep_recent(session: Session, now: datetime) -> None:
     """
     if session.get_bind().dialect.name != "sqlite":
         return
-    floor = session.scalar(select(recent_floor.c.id))
-    newest_id = session.scalar(select(func.max(Article.id))) or 0
-    kept_from = session.scalar(select(_first_fetched(now - RECENT)))
+    asked = (select(recent_floor.c.id).scalar_subquery(), select(func.max(Article.id)).scalar_subquery(), _first_fetched(now - RECENT))
+    floor, newest_id, kept_from = session.execute(select(*asked)).one()  # one statement: it runs at every store
+    newest_id = newest_id or 0
     kept_from = newest_id + 1 if kept_from is None else kept_from
     if floor is None or kept_from <= floor:
         return
