@@ -45,7 +45,7 @@ FILTERS = [
     {"vendor": "Dahua", "country": "US"}, {"source": "Outlet 7"}, {"until": "2025-12-31", "action": "removal"},
 ]  # fmt: skip
 EF_SEARCH = (40, 100, 200, 400)
-MODES = ("words", "meaning", "hybrid", "facets")
+MODES = ("words", "meaning", "hybrid", "facets", "listing")
 # p50 / p95 ms measured before issue 16 at 100,000 articles (README); PostgreSQL then without pgvector
 TODAY = {
     "sqlite": {"words": (29.7, 42.4), "meaning": (41.1, 54.9), "hybrid": (65.7, 78.0)},
@@ -170,6 +170,8 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
     server = Path(make_url(url).query["host"]) / "data" if engine.dialect.name == "postgresql" else None
     row |= {mode: measure(client, queries, mode, server) for mode in ("words", "meaning", "hybrid")}
     row["facets"] = measure(client, queries, "hybrid", server, facets="true")  # what the search page asks: hybrid with facet counts
+    listings = [{name: value for name, value in params.items() if name != "q"} for params in queries]
+    row["listing"] = measure(client, listings, "hybrid", server, facets="true")  # the search page without a query: newest first, counted
     row |= {name: value / 1e6 for name, value in index_sizes(engine).items()}
     if len(vectors) and probes is not None:
         row["memory_recall"] = memory_recall(vectors, probes)

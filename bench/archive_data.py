@@ -29,6 +29,7 @@ from sqlalchemy.engine import make_url
 from monitor.classify import Document
 from monitor.demo.site import load_demo_articles
 from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.store.facets import record_values
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.words import keep_recent
 
@@ -117,6 +118,7 @@ def fill(sessions, start: int, count: int, directions: np.ndarray, seed: int, pr
             session.execute(insert(Story), stories)
             session.execute(insert(Article), articles)
             session.execute(insert(StoryTopic), views)
+            record_values(session, ids)  # the filter lists' values, as the pipeline keeps them
         if progress and ids[-1] % 50_000 < BATCH:
             print(f"  {progress}: {ids[-1]:,} articles stored ({time.perf_counter() - began:.0f} s)", flush=True)
     return time.perf_counter() - began

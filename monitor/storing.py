@@ -20,7 +20,7 @@ from monitor.deps import Deps
 from monitor.domain import Candidate, FeedOutcome
 from monitor.embed import to_bytes
 from monitor.placement import catch_up, load_deduper
-from monitor.store import polling
+from monitor.store import facets, polling
 from monitor.store import repository as repo
 from monitor.times import article_time
 
@@ -135,6 +135,7 @@ def _store(arrivals: Arrivals, prepared: list[Prepared], deps: Deps) -> None:
                         owed |= _refresh_story(session, deps, updated, ready.item.verdicts, now)
                 failures = [(c.original_url, c.page_error) for c in candidates if c.page_error]
                 polling.record_page_failures(session, arrivals.feed_id, failures, now=now)
+                facets.record_values(session, stored.values())  # last: see its docstring
         except Exception:
             load_deduper(deps.deduper, deps.sessions, topic=first_topic(deps), now=now)  # forget what was rolled back
             raise

@@ -248,7 +248,7 @@ def test_a_query_that_cannot_run_says_why(archive, embedder):
 def test_filter_options_and_similar_stories(archive, embedder):
     _url, sessions, vectors = archive
     with sessions() as session:
-        options = filter_options(session, topic=TOPIC)
+        options = filter_options(session)
         assert {"Hikvision", "Dahua", "DJI"} <= set(options["vendors"])
         assert {"CA", "AU", "NZ", "DK"} <= set(options["countries"]) and "removal" in options["actions"]
         assert options["sources"] == ["The Sample Herald"]

@@ -1,4 +1,4 @@
-"""The archive's filters as conditions on stories, and their facet counts: each value with the number of stories a search finds."""
+"""The archive's filters as conditions on stories: relevance, dates, and the facets (vendors, countries, actions, outlets)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import JSON, Integer, and_, case, cast, distinct, exists, func, literal, or_, select, true, union_all
-from sqlalchemy.orm import Session
+from sqlalchemy import JSON, Integer, cast, exists, func, literal, or_, select, union_all
 
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import clean
 
 log = logging.getLogger(__name__)
 
-FACETS = ("vendors", "countries", "actions", "sources")
 OUTLET_INDEX = "ix_articles_outlet"  # migration 0015: articles (lower(site_name), story_id)
 TAG_COLUMNS = {"vendors": Story.vendors, "countries": Story.countries, "actions": Story.actions}
 
@@ -35,8 +33,6 @@ class SearchQuery:
     page: int = 1
     per_page: int = 20
 
-
-Facets = dict[str, list[tuple[str, int]]]  # facet -> (value, stories), most stories first
 
 
 def story_date():
@@ -111,42 +107,3 @@ def _outlet_stories(names: list[str]):
 def story_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) -> list:
     """Every filter of the query as conditions on stories (correlated subqueries, so any statement over stories can use them)."""
     return [*base_filters(query, per_story=per_story), *facet_filters(query, dialect, per_story=per_story).values()]
-
-
-def facet_counts(session: Session, query: SearchQuery, matching) -> Facets:
-    """Every value of each facet among the topic's stories, with how many stories match it: the query (`matching`, a
-    condition on stories) and every filter but the facet's own, so a count says what ticking that value would show.
-
-    One grouped query per facet; values no story matches count 0 and stay listed, so a filter can be widened.
-    """
-    dialect = session.get_bind().dialect.name
-    base = [matching, *base_filters(query)]
-    chosen = facet_filters(query, dialect)
-    scored = exists().where(StoryTopic.story_id == Story.id, StoryTopic.topic == clean(query.topic))
-    counts: Facets = {}
-    for name in FACETS:
-        counted = and_(*base, *(condition for facet, condition in chosen.items() if facet != name))
-        if name in TAG_COLUMNS:
-            elements = json_elements(TAG_COLUMNS[name], dialect)
-            stories = func.coalesce(func.sum(case((counted, 1), else_=0)), 0)
-            statement = select(elements.c.value, stories).select_from(Story).join(elements, true()).where(scored).group_by(elements.c.value)
-        else:
-            outlet = func.coalesce(Article.site_name, Feed.name)
-            stories = func.count(distinct(case((counted, Article.story_id))))
-            statement = (
-                select(outlet, stories)
-                .select_from(Article)
-                .outerjoin(Feed, Feed.id == Article.feed_id)
-                .outerjoin(Story, Story.id == Article.story_id)
-                .where(outlet.is_not(None))
-                .group_by(outlet)
-            )
-        rows = session.execute(statement).all()
-        counts[name] = sorted(((value, int(number)) for value, number in rows), key=lambda row: (-row[1], row[0].casefold()))
-    return counts
-
-
-def filter_options(session: Session, *, topic: str) -> dict[str, list[str]]:
-    """The vendors, countries, actions and outlets present among the topic's stories, for the filter lists."""
-    counts = facet_counts(session, SearchQuery(topic=topic, relevant=False), true())
-    return {name: sorted((value for value, _ in values), key=str.casefold) for name, values in counts.items()}

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
 from monitor.store.coverage import DailyCounts, daily_counts
-from monitor.store.filters import OUTLET_INDEX, Facets, SearchQuery, base_filters, facet_counts, facet_filters, filter_options, one_of, story_date, story_filters
+from monitor.store.facets import Facets, facet_counts, filter_options
+from monitor.store.filters import OUTLET_INDEX, SearchQuery, base_filters, facet_filters, one_of, story_date, story_filters
 from monitor.store.models import Article, Feed, Story, StoryTopic
 from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, fuse, marked_passage, parse_terms, render_snippet, unmarked
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
@@ -127,7 +128,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         if vector is not None and unknown:
             similarity |= _similarities(session, unknown, vector)
     hits = _hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
-    counts = facet_counts(session, query, matching) if facets else None
+    counts = facet_counts(session, query, matching, per_story=bool(text)) if facets else None  # a query's matches are a bounded set
     return SearchPage(total=total, results=hits, query=query, notice="; ".join(notices) or None, facets=counts, total_exact=exact)
 
 

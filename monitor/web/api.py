@@ -229,10 +229,9 @@ def api_label(request: Request, body: LabelRequest) -> dict:
 
 
 @router.get("/api/options", tags=["search"])
-def api_options(request: Request, topic: Topic = None) -> dict[str, list[str]]:
+def api_options(request: Request) -> dict[str, list[str]]:
     """The vendors, countries, actions and sources present in the store: the values the filters take."""
-    archive = _archive(request)
-    return data.options_data(archive, data.topic_name(archive, topic))
+    return data.options_data(_archive(request))
 
 
 def _inert(value: object) -> object:

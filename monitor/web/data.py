@@ -157,10 +157,10 @@ def article_data(archive: Archive, article_id: int, *, topic: str | None = None)
     return {"article": jsonable_encoder(asdict(view))}
 
 
-def options_data(archive: Archive, topic: str) -> dict[str, list[str]]:
+def options_data(archive: Archive) -> dict[str, list[str]]:
     """The values present in the store for each filter."""
     with archive.sessions() as session:
-        return engine.filter_options(session, topic=topic)
+        return engine.filter_options(session)
 
 
 def topic_name(archive: Archive, name: str | None) -> str:

@@ -1,0 +1,92 @@
+"""The search's facets: each filter's values with the number of stories a search would show for each.
+
+The values listed come from a small table kept as articles are placed (migration 0016), and only the stories a
+search finds are counted: listing values from, and counting over, every story took 7.5 s at a million.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import distinct, func, select, true
+from sqlalchemy.dialects.postgresql import insert as postgres_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from monitor.store.filters import TAG_COLUMNS, SearchQuery, base_filters, facet_filters, json_elements
+from monitor.store.models import Article, FacetValue, Feed, Story
+
+FACETS = ("vendors", "countries", "actions", "sources")
+Facets = dict[str, list[tuple[str, int]]]  # facet -> (value, stories), most stories first
+
+
+def outlet():
+    """An article's outlet as the facet lists it: its page's site name, else its feed's name."""
+    return func.coalesce(func.nullif(Article.site_name, ""), Feed.name)
+
+
+def record_values(session: Session, article_ids: Iterable[int]) -> None:
+    """Keep the filter values that these placed articles bring: their stories' tags and their outlets.
+
+    Call it last in the storing transaction: its one insert, in sorted order, is then the only wait between two
+    workers storing new values at once (PostgreSQL), and waits taken in one order cannot deadlock.
+    """
+    ids = sorted(set(article_ids))
+    if not ids:
+        return
+    rows = session.execute(
+        select(Story.vendors, Story.countries, Story.actions, outlet())
+        .select_from(Article)
+        .join(Story, Story.id == Article.story_id)
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .where(Article.id.in_(ids))
+    )
+    values = set()
+    for vendors, countries, actions, source in rows:
+        for facet, found in (("vendors", vendors), ("countries", countries), ("actions", actions), ("sources", [source])):
+            values |= {(facet, str(value)) for value in found or () if value}
+    if values:
+        insert = (sqlite_insert if session.get_bind().dialect.name == "sqlite" else postgres_insert)(FacetValue)
+        session.execute(insert.values([{"facet": f, "value": v} for f, v in sorted(values)]).on_conflict_do_nothing())
+
+
+def filter_options(session: Session) -> dict[str, list[str]]:
+    """The vendors, countries, actions and outlets the archive holds, for the filter lists: alphabetical, case aside."""
+    values: dict[str, list[str]] = {name: [] for name in FACETS}
+    for facet, value in session.execute(select(FacetValue.facet, FacetValue.value)):
+        if facet in values:
+            values[facet].append(value)
+    return {name: sorted(found, key=str.casefold) for name, found in values.items()}
+
+
+def facet_counts(session: Session, query: SearchQuery, matching, *, per_story: bool = False) -> Facets:
+    """Every value of each facet with how many stories match it: the query (`matching`, a condition on stories) and
+    every filter but the facet's own, so that a count says what ticking that value would show.
+
+    One grouped query per facet over the matching stories only; the values none of them has count 0 and stay
+    listed, so that a filter can be widened. per_story where matching is a bounded set (filters.base_filters):
+    at a million, 5 to 9 ms a facet for 400 stories against 130 to 200 ms with the filters' sets.
+    """
+    dialect = session.get_bind().dialect.name
+    base = [matching, *base_filters(query, per_story=per_story)]
+    chosen = facet_filters(query, dialect, per_story=per_story)
+    counts: Facets = {}
+    for name, listed in filter_options(session).items():
+        counted = [*base, *(condition for facet, condition in chosen.items() if facet != name)]
+        if name in TAG_COLUMNS:
+            elements = json_elements(TAG_COLUMNS[name], dialect)
+            statement = select(elements.c.value, func.count()).select_from(Story).join(elements, true()).group_by(elements.c.value)
+        else:
+            source = outlet()
+            statement = (
+                select(source, func.count(distinct(Story.id)))
+                .select_from(Story)
+                .join(Article, Article.story_id == Story.id)
+                .outerjoin(Feed, Feed.id == Article.feed_id)
+                .where(source.is_not(None))
+                .group_by(source)
+            )
+        found = dict.fromkeys(listed, 0) | {str(value): int(number) for value, number in session.execute(statement.where(*counted))}
+        counts[name] = sorted(found.items(), key=lambda row: (-row[1], row[0].casefold()))
+    return counts
+
