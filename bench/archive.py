@@ -27,6 +27,7 @@ from monitor.store.db import make_engine, session_factory
 from monitor.store.filters import SearchQuery, story_filters
 from monitor.store.models import Article, Story
 from monitor.store.search import VectorIndex
+from monitor.store.memory_filters import StoryFilters
 from monitor.store.vectors import nearest_in_database
 from monitor.web.app import create_app
 
@@ -164,9 +165,15 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
         vectors.refresh(session)
         articles = session.scalar(select(func.count()).select_from(Article))
     loaded = time.perf_counter() - started
+    with sessions() as session:  # the stories' filters, loaded with the vectors (where they are in memory), timed alone
+        started, filters = time.perf_counter(), StoryFilters()
+        if len(vectors):
+            filters.refresh(session, [])  # the stories; the articles' outlets come in the vectors' own pass
+        filters_loaded = time.perf_counter() - started
     queries = _queries(random.Random(articles))
     measure(client, queries[:5], "hybrid")  # warm the caches and the model
     row = {"store": engine.dialect.name, "articles": articles, "insert_s": built, "vectors_load_s": loaded, "vector_mb": vectors.nbytes / 1e6}
+    row |= {"filters_load_s": filters_loaded, "filters_mb": filters.nbytes / 1e6}
     server = Path(make_url(url).query["host"]) / "data" if engine.dialect.name == "postgresql" else None
     row |= {mode: measure(client, queries, mode, server) for mode in ("words", "meaning", "hybrid")}
     row["facets"] = measure(client, queries, "hybrid", server, facets="true")  # what the search page asks: hybrid with facet counts
@@ -188,7 +195,7 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
 def vector_alternatives(matrix: np.ndarray, probes: np.ndarray, k: int = 200) -> dict:
     """Per-query milliseconds of k-NN by NumPy (the chosen way: exact, and pre-selected by signs) and by sqlite-vec (the rejected one), same vectors."""
     index = VectorIndex(approximate_from=0)
-    index._append([(i + 1, row.tobytes()) for i, row in enumerate(matrix)])
+    index._append([(i + 1, row.tobytes(), None) for i, row in enumerate(matrix)])
     result = {}
     for name, exact in (("numpy_ms", True), ("signs_ms", False)):
         started = time.perf_counter()
@@ -249,6 +256,8 @@ def report(result: dict) -> None:
         sizes += f", its last 120 days' {row['recent words index']:.0f} MB" if "recent words index" in row else ""
         built = f"; built now in {row['insert_s']:.0f} s" if row["insert_s"] else " (cached)"
         print(f"    {sizes}; vectors in memory {row['vector_mb']:.0f} MB, loaded in {row['vectors_load_s']:.1f} s{built}")
+        if row["filters_mb"]:
+            print(f"    the stories' filters beside them: {row['filters_mb']:.0f} MB, {row['filters_load_s']:.1f} s of that load")
         if "memory_recall" in row:
             figures = row["memory_recall"]
             print(f"    in memory, pre-selected by signs: recall@20 {figures['recall']:.3f} against exact, {figures['approximate']:.1f} ms a search (exact {figures['exact']:.1f} ms)")

@@ -258,15 +258,17 @@ def test_filter_options_and_similar_stories(archive, embedder):
     assert "Hikvision" in {vendor for hit in similar for vendor in hit.vendors}
 
 
-def test_vector_index_finds_the_nearest_among_the_ids_asked_for():
+def test_vector_index_finds_the_nearest_among_the_stories_asked_for():
     index = VectorIndex()
     axes = np.eye(4, dtype=np.float32)
-    index._append([(10, (2 * axes[0]).tobytes()), (20, axes[1].tobytes())])
-    index._append([(30, (axes[0] + axes[1]).tobytes()), (40, axes[2].tobytes())])  # grows past its first rows
+    index._append([(10, (2 * axes[0]).tobytes(), 1), (20, axes[1].tobytes(), 2)])
+    index._append([(30, (axes[0] + axes[1]).tobytes(), 1), (40, axes[2].tobytes(), 3), (50, axes[0].tobytes(), None)])  # grows past its first rows
     nearest = index.nearest(axes[0], 2)
-    assert [i for i, _ in nearest] == [10, 30] and nearest[0][1] == pytest.approx(1.0)  # stored vectors are normalised
-    assert [i for i, _ in index.nearest(axes[0], 5, among=np.array([40, 20, 999]))] == [20, 40]
-    assert index.nearest(axes[0], 5, among=np.array([], dtype=np.int64)) == [] and index.nearest(np.ones(3), 5) == []
+    assert [i for i, _ in nearest] == [10, 50] and nearest[0][1] == pytest.approx(1.0)  # stored vectors are normalised
+    stories = np.array([True, False, True, True])  # by story id; no story has id 0, and an article in none is never let through
+    assert [i for i, _ in index.nearest(axes[0], 5, stories=stories)] == [20, 40]
+    assert [i for i, _ in index.nearest(axes[0], 5, stories=np.array([False, False, True]))] == [20]  # story 3 is past the end: not known yet
+    assert index.nearest(axes[0], 5, stories=np.zeros(4, dtype=bool)) == [] and index.nearest(np.ones(3), 5) == []
 
 
 def test_parse_terms_quotes_every_word():

@@ -6,12 +6,12 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from monitor.store import search as search_module
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.filters import SearchQuery, story_filters
-from monitor.store.models import Article, Story
+from monitor.store.models import Story
 from monitor.store.search import VectorIndex, search
 from monitor.store.vectors import RESCORED
 
@@ -31,7 +31,7 @@ def clustered(count: int, seed: int, centres: int = 30) -> tuple[np.ndarray, np.
 def indexed(vectors: np.ndarray, **options) -> VectorIndex:
     index = VectorIndex(**options)
     for start in range(0, len(vectors), 7_000):  # in pieces: the buffers of signs grow with the rest
-        index._append([(start + i + 1, row.tobytes()) for i, row in enumerate(vectors[start : start + 7_000])])
+        index._append([(start + i + 1, row.tobytes(), start + i + 1) for i, row in enumerate(vectors[start : start + 7_000])])  # a story each
     return index
 
 
@@ -85,22 +85,45 @@ FILTERS = [
     {},  # relevant only
     {"relevant": False},
     {"vendors": ("Uniview",)},
-    {"vendors": ("Uniview",), "countries": ("LT",)},  # a handful of stories: every id it lets through is read
+    {"vendors": ("Uniview",), "countries": ("LT",)},  # a handful of stories
     {"relevant": False, "actions": ("sanction",), "since": NOW.date() - timedelta(days=200)},
-    {"sources": ("outlet 3",)},  # by page or feed: each story's articles looked up in the runs, the outlet's set after
+    {"until": NOW.date() - timedelta(days=365), "countries": ("us", "GB ")},  # case and spaces aside, as the store compares
+    {"sources": ("outlet 3",)},  # by page or by feed
 ]
 
 
-@pytest.mark.parametrize("fields", FILTERS, ids=["relevant", "all", "vendor", "vendor-country", "action-since", "source"])
+def allowed_stories(session, query: SearchQuery) -> np.ndarray:
+    """The store's own answer, as a bool per story id: the stories its filters let through."""
+    stories = np.zeros(session.scalar(select(func.max(Story.id))) + 1, dtype=bool)
+    stories[session.scalars(select(Story.id).where(*story_filters(query, "sqlite"))).all()] = True
+    return stories
+
+
+@pytest.mark.parametrize("fields", FILTERS, ids=["relevant", "all", "vendor", "vendor-country", "action-since", "until-countries", "source"])
 def test_filtered_meaning_search_finds_the_nearest_stories_the_filters_let_through(archive, monkeypatch, fields):
-    """With few candidates, the nearest are read deeper and deeper, and a narrow filter falls back to its ids."""
+    """The filters held in memory let through the stories the store's do, and the search returns the nearest of those."""
     sessions, index, directions = archive
     monkeypatch.setattr(search_module, "CANDIDATES", 20)
     query = SearchQuery(q="anything", mode="meaning", topic=TOPIC, per_page=100, **fields)
+    with sessions() as session:
+        allowed = allowed_stories(session, query)
+    held = index.stories.passing(query)
+    assert held is None if not story_filters(query, "sqlite") else np.array_equal(held, allowed) and 0 < allowed.sum() < len(allowed) - 1
     for probe in directions[:5]:
         with sessions() as session:
             page = search(session, query, vectors=index, query_vector=probe)
-            every = story_filters(query, "sqlite", per_story=True)  # the search's fallback reads the other form: they must agree
-            allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*every))
-            expected = [a for a, cosine in index.nearest(probe, 20, np.fromiter(allowed, dtype=np.int64)) if cosine >= search_module.MEANING_FLOOR]
+        expected = [a for a, cosine in index.nearest(probe, 20, exact=True, stories=allowed) if cosine >= search_module.MEANING_FLOOR]
         assert [hit.article_id for hit in page.results] == expected
+
+
+def test_past_its_threshold_a_filtered_search_finds_nearly_what_exact_search_finds_among_the_stories_let_through():
+    vectors, directions = clustered(60_000, seed=4)
+    index = indexed(vectors, approximate_from=1_000)
+    stories = np.random.default_rng(4).random(60_001) < 0.5
+    stories[0] = False
+    probes = np.vstack([directions[:10], vectors[::6_000]])
+    found = [index.nearest(probe, 20, stories=stories) for probe in probes]
+    truth = [index.nearest(probe, 20, exact=True, stories=stories) for probe in probes]
+    assert all(stories[a] for got in found for a, _ in got)  # each article is its own story here
+    recall = np.mean([len({a for a, _ in got} & {a for a, _ in want}) / 20 for got, want in zip(found, truth)])
+    assert recall >= 0.95

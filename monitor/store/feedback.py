@@ -222,7 +222,7 @@ def settle_stories(session: Session, story_ids: Iterable[int], *, now: datetime)
     verdicts = {(story_id, topic): (score, relevant > 0) for story_id, topic, score, relevant in rows}
     views = {(v.story_id, v.topic): v for v in session.scalars(select(StoryTopic).where(StoryTopic.story_id.in_(ids)))}
     said = story_labels(session, ids)
-    settled = Settled()
+    settled, turned = Settled(), []
     for (story_id, topic), (score, relevant) in verdicts.items():
         label = said.get((story_id, topic))
         relevant = label.relevant if label is not None else relevant
@@ -237,6 +237,11 @@ def settle_stories(session: Session, story_ids: Iterable[int], *, now: datetime)
         elif not relevant and view.relevant:
             view.relevant, view.relevant_since = False, None
             settled += Settled(turned_off=1, withdrawn=outbox.withdraw(session, story_id=story_id, topic=topic))
+        else:
+            continue
+        turned.append(story_id)
+    if turned:  # what search holds in memory beside the vectors reads again the stories updated (memory_filters.py)
+        session.execute(update(Story).where(Story.id.in_(turned)).values(last_updated_at=now))
     session.flush()
     return settled
 

@@ -74,6 +74,13 @@ def base_filters(query: SearchQuery, *, per_story: bool = False) -> list:
     return conditions
 
 
+def chosen_values(query: SearchQuery) -> dict[str, list[str]]:
+    """The values chosen for each facet, as the filters compare them (lower case), for the facets with any."""
+    chosen = {"vendors": query.vendors, "countries": query.countries, "actions": query.actions, "sources": query.sources}
+    wanted = {name: sorted({clean(v).strip().lower() for v in values} - {""}) for name, values in chosen.items()}
+    return {name: values for name, values in wanted.items() if values}
+
+
 def facet_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) -> dict:
     """The condition of each facet with chosen values (any of them) on stories.
 
@@ -83,12 +90,11 @@ def facet_filters(query: SearchQuery, dialect: str, *, per_story: bool = False) 
     word matches, a run of the nearest articles), where building the set would cost more than the lookups.
     """
     conditions = {}
-    for name, values in (("vendors", query.vendors), ("countries", query.countries), ("actions", query.actions)):
-        wanted = sorted({clean(v).strip().lower() for v in values} - {""})
-        if wanted:
-            elements = json_elements(TAG_COLUMNS[name], dialect)
-            conditions[name] = exists(select(1).select_from(elements).where(func.lower(elements.c.value).in_(wanted)))
-    names = sorted({clean(v).strip().lower() for v in query.sources} - {""})
+    wanted = chosen_values(query)
+    for name in (name for name in TAG_COLUMNS if name in wanted):
+        elements = json_elements(TAG_COLUMNS[name], dialect)
+        conditions[name] = exists(select(1).select_from(elements).where(func.lower(elements.c.value).in_(wanted[name])))
+    names = wanted.get("sources")
     if names and per_story:
         named = or_(func.lower(Article.site_name).in_(names), func.lower(Feed.name).in_(names))
         conditions["sources"] = exists(select(1).select_from(Article).outerjoin(Feed, Feed.id == Article.feed_id).where(Article.story_id == Story.id, named))

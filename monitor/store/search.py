@@ -35,9 +35,8 @@ MAX_PER_PAGE = 100
 MAX_PAGE = 10_000
 FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wide, and far from where date arithmetic overflows
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
-ENOUGH_CANDIDATES = 50  # matches a words slice or a filtered meaning search must hold to stop reading on (up to CANDIDATES taken)
+ENOUGH_CANDIDATES = 50  # matches a words slice must hold to stop reading on (up to CANDIDATES taken)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
-POST_FILTER_DEPTH = 50  # times CANDIDATES: the nearest articles the filters are asked of before reading every id they let through
 SNIPPET_WORDS = 30
 HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
 
@@ -225,40 +224,19 @@ def _meaning(session: Session, query: SearchQuery, chosen: list, vectors: Vector
 
 
 def _nearest_passing(session: Session, query: SearchQuery, chosen: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple[int, float]]:
-    """Up to CANDIDATES of the articles nearest in memory that the filters let through: at least ENOUGH_CANDIDATES,
-    or what the query's page shows, when the archive holds them.
+    """Up to CANDIDATES of the articles nearest in memory that the filters let through.
 
-    The filters are asked of the nearest articles only, in growing runs down one ranking, each as long as the
-    share passing so far says will hold enough, until enough pass or the rest are too far to count: reading
-    every id the filters let through, then searching those, took most of a second at a million. A filter so
-    narrow that the CANDIDATES * POST_FILTER_DEPTH nearest do not hold enough (at the share passing in the runs
-    read so far) lets through few enough to read them all, and those are searched exactly (at a million, checking
-    the whole ranking costs about 100 ms, reading every id a narrow filter lets through 150 to 450 ms).
+    Where to look comes from the stories' filters held beside the vectors, for every story at once (asking the
+    store took 150 to 450 ms at a million for a narrow filter); what is held may be behind the store, so the store
+    has the last word on the articles found, and the few it turns away are dropped.
     """
-    everywhere = [*base_filters(query), *chosen]
-    if not everywhere:
+    stories = vectors.stories.passing(query, facets=bool(chosen))
+    if stories is None:
         return vectors.nearest(vector, CANDIDATES)
-    dialect, filters = session.get_bind().dialect.name, [*base_filters(query, per_story=True), *chosen]
-    enough = min(CANDIDATES, max(ENOUGH_CANDIDATES, query.page * query.per_page))
-    ranked = vectors.nearest(vector, CANDIDATES * POST_FILTER_DEPTH)
-    whole = len(ranked) < CANDIDATES * POST_FILTER_DEPTH  # every article is in the ranking
-    kept: list[tuple[int, float]] = []
-    checked, depth = 0, 4 * enough
-    while checked < len(ranked):
-        run = ranked[checked:depth]
-        passing = set(session.scalars(_passing(dialect, [article_id for article_id, _ in run], filters)))
-        kept += [(article_id, cosine) for article_id, cosine in run if article_id in passing]
-        checked += len(run)
-        if len(kept) >= enough or run[-1][1] < MEANING_FLOOR:
-            return kept[:CANDIDATES]
-        if not whole and len(kept) * len(ranked) < enough * checked:
-            break  # at the share passing so far, the whole ranking would not hold enough: read on no further
-        depth = max(2 * checked, int(1.5 * checked * enough / max(len(kept), 1)))
-    if whole:
-        return kept[:CANDIDATES]
-    over_all = [*base_filters(query), *(facet_filters(query, dialect).values() if chosen else [])]  # the forms for a statement over every story
-    allowed = session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*over_all))
-    return vectors.nearest(vector, CANDIDATES, np.fromiter(allowed, dtype=np.int64))
+    nearest = vectors.nearest(vector, CANDIDATES, stories=stories)
+    dialect = session.get_bind().dialect.name
+    passing = set(session.scalars(_passing(dialect, [article_id for article_id, _ in nearest], [*base_filters(query, per_story=True), *chosen])))
+    return [(article_id, cosine) for article_id, cosine in nearest if article_id in passing]
 
 
 def _passing(dialect: str, article_ids: list[int], filters: list):

@@ -11,7 +11,8 @@ from pgvector.sqlalchemy import Vector
 from sqlalchemy import Engine, cast, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
-from monitor.store.models import Article, Story
+from monitor.store.memory_filters import StoryFilters
+from monitor.store.models import Article, Feed, Story
 
 FULL_RELOAD_SECONDS = 3600  # vectors replaced in place (an edited article) are picked up within this
 APPROXIMATE_FROM = 50_000  # vectors in memory beyond which an unfiltered search pre-selects by sign bits
@@ -107,21 +108,23 @@ class VectorIndex:
         self.memory_only = memory_only
         self.approximate_from = approximate_from
         self._lock = threading.Lock()
+        self.stories = StoryFilters()
         self._clear()
         self._loaded_at = float("-inf")
 
     def _clear(self) -> None:
-        # capacity buffers, the first _size rows filled; the signs column-major: (64-bit words, rows)
+        # capacity buffers, the first _size rows filled; the signs column-major: (64-bit words, rows); each row's story id (0: none)
         self._ids, self._matrix, self._signs = np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32), np.zeros((0, 0), dtype=np.uint64)
+        self._stories = np.zeros(0, dtype=np.int64)
         self._size, self._last_id = 0, 0
-        self._snapshot = (self._ids, self._matrix, self._signs)
+        self._snapshot = (self._ids, self._matrix, self._signs, self._stories)
 
     def __len__(self) -> int:
         return len(self._snapshot[0])
 
     @property
     def nbytes(self) -> int:
-        return sum(array.nbytes for array in self._snapshot)
+        return sum(array.nbytes for array in self._snapshot) + self.stories.nbytes
 
     def in_database(self, session: Session) -> bool:
         """Whether searches through this index run in the store (pgvector) rather than in memory."""
@@ -130,25 +133,31 @@ class VectorIndex:
     def refresh(self, session: Session, *, full: bool = False) -> None:
         """Load the vectors of articles stored since the last call (cheap when none); all of them hourly or when full.
 
-        Nothing where the store searches vectors itself.
+        The stories' filters held beside them follow (monitor/store/memory_filters.py). Nothing where the store
+        searches vectors itself.
         """
         if self.in_database(session):
             return
         with self._lock:
-            if full or time.monotonic() - self._loaded_at > FULL_RELOAD_SECONDS:
+            full = full or time.monotonic() - self._loaded_at > FULL_RELOAD_SECONDS
+            if full:
                 self._clear()
                 self._loaded_at = time.monotonic()
             rows = session.execute(
-                select(Article.id, Article.embedding)
-                .where(Article.id > self._last_id, Article.embedding.is_not(None))
+                select(Article.id, Article.embedding, Article.story_id, Article.site_name, Feed.name)
+                .outerjoin(Feed, Feed.id == Article.feed_id)
+                .where(Article.id > self._last_id)
                 .order_by(Article.id)
             ).all()
             if rows:
-                self._append(rows)
+                self._last_id = rows[-1][0]
+                self._append([row for row in rows if row[1] is not None])
+            self.stories.refresh(session, [row[3:] + row[2:3] for row in rows], full=full)
 
     def _append(self, rows: list) -> None:
-        """Add rows of (id, float32 bytes) in id order, growing the buffers by doubling (readers keep the old ones)."""
-        self._last_id = rows[-1][0]
+        """Add rows of (id, float32 bytes, story id or None) in id order, growing the buffers by doubling (readers keep the old ones)."""
+        if not rows:
+            return
         width = self._matrix.shape[1] if self._size else len(rows[0][1]) // 4
         rows = [row for row in rows if len(row[1]) == width * 4]  # vectors of another model are left out
         if not rows:
@@ -156,40 +165,43 @@ class VectorIndex:
         vectors = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), width)
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         size, needed = self._size, self._size + len(rows)
-        ids, matrix, signs = self._ids, self._matrix, self._signs
+        ids, matrix, signs, stories = self._ids, self._matrix, self._signs, self._stories
         if needed > len(ids):
             capacity = max(needed, 2 * len(ids), 1024)
-            ids, matrix = np.zeros(capacity, dtype=np.int64), np.zeros((capacity, width), dtype=np.float32)
+            ids, matrix, stories = np.zeros(capacity, dtype=np.int64), np.zeros((capacity, width), dtype=np.float32), np.zeros(capacity, dtype=np.int64)
             signs = np.zeros((_words(width), capacity), dtype=np.uint64)
             if size:
-                ids[:size], matrix[:size], signs[:, :size] = self._ids[:size], self._matrix[:size], self._signs[:, :size]
+                ids[:size], matrix[:size], signs[:, :size], stories[:size] = self._ids[:size], self._matrix[:size], self._signs[:, :size], self._stories[:size]
         ids[size:needed] = [row[0] for row in rows]
         matrix[size:needed] = vectors / np.where(norms == 0, 1, norms)
         signs[:, size:needed] = _sign_bits(vectors).T
-        self._ids, self._matrix, self._signs, self._size = ids, matrix, signs, needed
-        self._snapshot = (ids[:needed], matrix[:needed], signs[:, :needed])
+        stories[size:needed] = [row[2] or 0 for row in rows]
+        self._ids, self._matrix, self._signs, self._stories, self._size = ids, matrix, signs, stories, needed
+        self._snapshot = (ids[:needed], matrix[:needed], signs[:, :needed], stories[:needed])
 
-    def nearest(self, vector: np.ndarray, k: int, among: np.ndarray | None = None, *, exact: bool = False) -> list[tuple[int, float]]:
-        """The k articles closest to vector by cosine, best first; only ids in among when it is given.
+    def nearest(self, vector: np.ndarray, k: int, *, exact: bool = False, stories: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """The k articles closest to vector by cosine, best first; only those of the stories marked True in stories
+        (a bool per story id, StoryFilters.passing) when it is given.
 
-        Exact with among (its rows are read), with exact, or up to approximate_from vectors; otherwise
-        approximate: only the rows whose signs differ least (RESCORED of them, or 2k if more) are scored.
+        Exact with exact, or up to approximate_from rows to read (RESCORED * 2 where stories choose them);
+        otherwise approximate: only the rows whose signs differ least (RESCORED of them, or 2k if more) are scored.
         """
-        ids, matrix, signs = self._snapshot
+        ids, matrix, signs, row_stories = self._snapshot
         vector = np.asarray(vector, dtype=np.float32)
         if not len(ids) or k <= 0 or vector.shape != (matrix.shape[1],):
             return []
-        if among is not None:
-            among = np.asarray(among, dtype=np.int64)
-            positions = np.searchsorted(ids, among)
-            inside = positions < len(ids)
-            rows = np.unique(positions[inside][ids[positions[inside]] == among[inside]])
+        allowed = None
+        if stories is not None:
+            allowed = np.zeros(len(ids), dtype=bool)
+            known = (row_stories > 0) & (row_stories < len(stories))  # an article in no story, or one not held yet, passes no filter
+            allowed[known] = stories[row_stories[known]]
+        count = len(ids) if allowed is None else int(np.count_nonzero(allowed))
+        if exact or count <= (self.approximate_from if allowed is None else min(self.approximate_from, 2 * RESCORED)):
+            rows = np.arange(len(ids)) if allowed is None else np.flatnonzero(allowed)
             # a few rows: read only those (memory bandwidth is the cost); most rows: one product over all
             scores = matrix[rows] @ vector if len(rows) < len(ids) // 2 else (matrix @ vector)[rows]
-        elif exact or len(ids) <= self.approximate_from:
-            rows, scores = np.arange(len(ids)), matrix @ vector
         else:
-            rows = _fewest_differing(signs, _sign_bits(vector[None, :])[0], max(RESCORED, 2 * k))
+            rows = _fewest_differing(signs, _sign_bits(vector[None, :])[0], max(RESCORED, 2 * k), allowed)
             scores = matrix[rows] @ vector
         if len(rows) > k:
             top = np.argpartition(-scores, k - 1)[:k]
@@ -210,13 +222,17 @@ def _sign_bits(vectors: np.ndarray) -> np.ndarray:
     return padded.view(np.uint64)
 
 
-def _fewest_differing(signs: np.ndarray, query: np.ndarray, count: int) -> np.ndarray:
-    """Positions of about count rows whose signs differ least from the query's (all those at the cut-off distance)."""
+def _fewest_differing(signs: np.ndarray, query: np.ndarray, count: int, allowed: np.ndarray | None = None) -> np.ndarray:
+    """Positions of about count rows (of the allowed ones, when given) whose signs differ least from the query's (all
+    those at the cut-off distance)."""
     distance = np.zeros(signs.shape[1], dtype=np.uint16)
     differing, bits = np.empty(signs.shape[1], dtype=np.uint64), np.empty(signs.shape[1], dtype=np.uint8)
     for word, row in zip(query, signs):  # a word at a time: contiguous arrays, no (rows, words) temporaries
         np.bitwise_xor(row, word, out=differing)
         np.bitwise_count(differing, out=bits)
         distance += bits
+    far = np.iinfo(np.uint16).max  # the distance given to rows not allowed: further than any row's signs can differ
+    if allowed is not None:
+        distance[~allowed] = far
     within = np.searchsorted(np.cumsum(np.bincount(distance)), count)  # the distance at which count rows are reached
-    return np.flatnonzero(distance <= within)
+    return np.flatnonzero(distance <= min(within, far - 1))

@@ -1,0 +1,113 @@
+"""The stories' filters held in memory beside the vectors follow the store: new stories and articles, tags that
+grow, relevance turned off and on; and where what is held is behind, the store's word wins in the results."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select, text, update
+
+from monitor.domain import Candidate, TopicVerdict
+from monitor.embed import to_bytes
+from monitor.store import feedback
+from monitor.store import repository as repo
+from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.store.filters import SearchQuery, story_filters
+from monitor.store.models import ArticleTopic, Story, StoryTopic
+from monitor.store.search import VectorIndex, search
+
+from bench.archive_data import NOW, TOPIC, fill
+
+QUERIES = [
+    SearchQuery(topic=TOPIC),
+    SearchQuery(topic=TOPIC, relevant=False, vendors=("Zeta",)),
+    SearchQuery(topic=TOPIC, relevant=False, sources=("the zeta times",)),
+    SearchQuery(topic=TOPIC, since=(NOW - timedelta(days=30)).date(), countries=("FI",)),
+]
+
+
+@pytest.fixture
+def sessions(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    filled(sessions, 0, 400, seed=7)
+    yield sessions
+    engine.dispose()
+
+
+def filled(sessions, start: int, count: int, *, seed: int) -> None:
+    """The bench's generated articles, a story each, with ids given: PostgreSQL's sequences are moved past them."""
+    fill(sessions, start, count, np.eye(384, dtype=np.float32)[:20], seed=seed)
+    with sessions.begin() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            for table in ("articles", "stories"):
+                session.execute(text(f"SELECT setval('{table}_id_seq', (SELECT max(id) FROM {table}))"))
+
+
+def agree(sessions, index: VectorIndex) -> None:
+    """What is held lets through exactly the stories the store's filters do."""
+    with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        size = session.scalar(select(func.max(Story.id))) + 1
+        for query in QUERIES:
+            allowed = np.zeros(size, dtype=bool)
+            allowed[session.scalars(select(Story.id).where(*story_filters(query, dialect))).all()] = True
+            held = index.stories.passing(query)
+            assert np.array_equal(np.resize(held, size) if len(held) < size else held[:size], allowed), query
+            assert not held[size:].any()
+
+
+def place(session, url: str, vector: np.ndarray, *, story_id: int | None, when, site_name: str = "The Zeta Times", **tags) -> int:
+    verdict = TopicVerdict(topic=TOPIC, score=0.9, relevant=True, **tags)
+    candidate = Candidate(feed_id=1, url=url, original_url=url, title=f"About {url}", text="Text.", text_source="page", published=when, site_name=site_name)
+    item = repo.StoredArticle(candidate, hashlib.sha256(url.encode()).hexdigest(), to_bytes(vector), [verdict])
+    article_id = repo.add_articles(session, [item], now=when)[url]
+    return repo.place_article(session, article_id, story_id=story_id, duplicate_of_id=None, copy_kind=None, tags=verdict, verdicts=[verdict], now=when)[0]
+
+
+def test_what_is_held_follows_the_store(sessions):
+    index = VectorIndex()
+    with sessions() as session:
+        index.refresh(session)
+    agree(sessions, index)
+    later, vector = NOW + timedelta(hours=1), np.eye(384, dtype=np.float32)[100]
+    filled(sessions, 400, 50, seed=8)  # stories with new ids
+    with sessions.begin() as session:
+        joined = place(session, "https://zeta.example/1", vector, story_id=5, when=later, vendors=["Zeta"], countries=["FI"])  # an old story's tags grow
+        new = place(session, "https://zeta.example/2", vector, story_id=None, when=later, vendors=["Zeta"], countries=["FI"], actions=["ban"])
+        old = place(session, "https://zeta.example/3", vector, story_id=None, when=NOW - timedelta(days=3), vendors=["Zeta"], countries=["FI"])
+        turned_on = session.scalar(select(StoryTopic.story_id).where(StoryTopic.relevant.is_(False)).order_by(StoryTopic.story_id))
+    with sessions() as session:
+        index.refresh(session)
+    agree(sessions, index)
+    with sessions.begin() as session:  # a rescore: the article's verdict turned, the stories settled as feedback does it
+        session.execute(update(ArticleTopic).values(relevant=False))
+        assert feedback.settle_stories(session, [joined, new, old], now=later + timedelta(minutes=5)).turned_off == 3
+        session.execute(update(StoryTopic).where(StoryTopic.story_id == turned_on).values(relevant=True))  # behind memory's back
+        session.execute(update(Story).where(Story.id == turned_on).values(last_updated_at=later + timedelta(minutes=5)))
+    with sessions() as session:
+        index.refresh(session)
+    agree(sessions, index)
+
+
+def test_where_what_is_held_is_behind_the_store_wins(sessions):
+    index = VectorIndex()
+    vector = np.eye(384, dtype=np.float32)[200]
+    with sessions.begin() as session:
+        story = place(session, "https://zeta.example/near", vector, story_id=None, when=NOW - timedelta(days=3), vendors=["Zeta"])
+    query = SearchQuery(q="zeta", mode="meaning", topic=TOPIC)
+    with sessions() as session:
+        index.refresh(session)
+        assert search(session, query, vectors=index, query_vector=vector).results[0].story_id == story
+    with sessions.begin() as session:  # turned off without the story marked updated: memory cannot know until its full reload
+        session.execute(update(StoryTopic).where(StoryTopic.story_id == story).values(relevant=False))
+    with sessions() as session:
+        index.refresh(session)
+        assert index.stories.passing(query)[story]
+        assert story not in {hit.story_id for hit in search(session, query, vectors=index, query_vector=vector).results}
+        index.refresh(session, full=True)
+        assert not index.stories.passing(query)[story]
