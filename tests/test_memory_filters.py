@@ -111,3 +111,18 @@ def test_where_what_is_held_is_behind_the_store_wins(sessions):
         assert story not in {hit.story_id for hit in search(session, query, vectors=index, query_vector=vector).results}
         index.refresh(session, full=True)
         assert not index.stories.passing(query)[story]
+
+
+@pytest.mark.parametrize("mode", ["words", "hybrid"])
+def test_a_word_search_given_the_ids_of_a_narrow_filters_stories_finds_those_stored_since_the_last_refresh(sessions, mode):
+    index = VectorIndex()
+    with sessions() as session:
+        index.refresh(session)
+    vector = np.eye(384, dtype=np.float32)[300]
+    with sessions.begin() as session:
+        first = place(session, "https://zeta.example/a", vector, story_id=None, when=NOW, vendors=["Zeta"])
+        place(session, "https://zeta.example/b", vector, story_id=None, when=NOW, vendors=["Other"])
+    query = SearchQuery(q="text", mode=mode, topic=TOPIC, vendors=("zeta",))
+    with sessions() as session:
+        found = search(session, query, vectors=index, query_vector=vector if mode == "hybrid" else None)
+    assert [hit.story_id for hit in found.results] == [first]

@@ -38,6 +38,7 @@ CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the arc
 ENOUGH_CANDIDATES = 50  # matches a words slice must hold to stop reading on (up to CANDIDATES taken)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
 SNIPPET_WORDS = 30
+NARROW_STORIES = 20_000  # stories a filter lets through below which a word search is given their ids
 HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
 
 
@@ -105,7 +106,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
         rows = [(story_id, None, 0.0) for story_id in session.scalars(newest_first.limit(limit).offset(offset))]
     elif query.mode == "words" and terms is not None:
-        per_story = story_filters(query, dialect, per_story=True)
+        per_story = _narrowed(session, query, vectors, story_filters(query, dialect, per_story=True))
         rows, total, part = ranked_words(session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
@@ -205,12 +206,26 @@ def _candidates(
     chosen = list(facet_filters(query, session.get_bind().dialect.name, per_story=True).values()) if faceted else []
     words = []
     if terms:
-        filters = [*base_filters(query, per_story=True), *chosen]
+        filters = _narrowed(session, query, vectors, [*base_filters(query, per_story=True), *chosen], facets=faceted)
         words, _total, _slice = ranked_words(
             session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=ENOUGH_CANDIDATES
         )
     meaning = _meaning(session, query, chosen, vectors, vector) if vector is not None else []
     return words, meaning
+
+
+def _narrowed(session: Session, query: SearchQuery, vectors: VectorIndex, filters: list, *, facets: bool = True) -> list:
+    """A word search's filters, led by the ids of the stories they let through where the vector index holds the
+    stories' filters (brought up to date first) and they let few through: every match in a slice is tested, and a
+    narrow filter widens the slices, so the ids' set (built once per statement) spares testing each match's story
+    (Dahua in the US at a million: 102 ms of a hybrid search's words half). The store's filters still follow."""
+    if not filters or not len(vectors) or vectors.in_database(session):
+        return filters
+    vectors.refresh(session)
+    stories = vectors.stories.passing(query, facets=facets)
+    if stories is None or np.count_nonzero(stories) > NARROW_STORIES:
+        return filters
+    return [one_of(Story.id, np.flatnonzero(stories).tolist(), session.get_bind().dialect.name), *filters]
 
 
 def _meaning(session: Session, query: SearchQuery, chosen: list, vectors: VectorIndex, vector: np.ndarray) -> list[tuple]:
