@@ -1,12 +1,12 @@
-"""The search's filters over stories, held in memory beside the vectors: which stories a filtered meaning search
-may return, answered for every story at once.
+"""The search's filters over stories, held in memory beside the vectors: which stories a filtered search may
+return, answered for every story at once.
 
 Asking the store, at a million articles, took 150 to 450 ms for a narrow filter (every id it lets through read)
-or about 8 µs an article for the nearest ones; here it is one pass over arrays indexed by story id, a few ms.
-What is held can be behind the store: new stories and articles are read at each refresh, and the stories updated
-or made relevant since the last (with a margin for writers' clocks); the rest (a reader's label that takes a
-story out, an article moved to another story) waits for the hourly full reload. So the search asks the store
-about what it returns (monitor/store/search.py): what is held here decides only where to look.
+or about 8 µs an article for the nearest ones; here it is one pass over arrays indexed by story id, under a
+millisecond. What is held can be behind the store: each refresh reads the stories that are new or marked
+updated since the last (with a margin for writers' clocks); the rest (an article moved to another story, a
+story deleted) waits for the hourly full reload. So the search asks the store about what it returns
+(monitor/store/search.py): what is held here decides only where to look.
 """
 
 from __future__ import annotations

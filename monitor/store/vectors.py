@@ -183,8 +183,9 @@ class VectorIndex:
         """The k articles closest to vector by cosine, best first; only those of the stories marked True in stories
         (a bool per story id, StoryFilters.passing) when it is given.
 
-        Exact with exact, or up to approximate_from rows to read (RESCORED * 2 where stories choose them);
-        otherwise approximate: only the rows whose signs differ least (RESCORED of them, or 2k if more) are scored.
+        Exact with exact, up to approximate_from vectors, or where stories let through at most RESCORED * 2 rows;
+        otherwise approximate: only the rows (of those let through) whose signs differ least (RESCORED of them, or
+        2k if more) are scored.
         """
         ids, matrix, signs, row_stories = self._snapshot
         vector = np.asarray(vector, dtype=np.float32)
@@ -195,8 +196,7 @@ class VectorIndex:
             allowed = np.zeros(len(ids), dtype=bool)
             known = (row_stories > 0) & (row_stories < len(stories))  # an article in no story, or one not held yet, passes no filter
             allowed[known] = stories[row_stories[known]]
-        count = len(ids) if allowed is None else int(np.count_nonzero(allowed))
-        if exact or count <= (self.approximate_from if allowed is None else min(self.approximate_from, 2 * RESCORED)):
+        if exact or len(ids) <= self.approximate_from or (allowed is not None and np.count_nonzero(allowed) <= 2 * RESCORED):
             rows = np.arange(len(ids)) if allowed is None else np.flatnonzero(allowed)
             # a few rows: read only those (memory bandwidth is the cost); most rows: one product over all
             scores = matrix[rows] @ vector if len(rows) < len(ids) // 2 else (matrix @ vector)[rows]
