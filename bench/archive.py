@@ -121,10 +121,12 @@ def recall(sessions, exact: VectorIndex, probes: np.ndarray, k: int = 20) -> dic
     for params in FILTERS:
         found = wanted = 0
         filters = story_filters(SearchQuery(q="", topic=TOPIC, **_filter_fields(params)), "postgresql")  # relevant only, as the API
+        with sessions() as session:
+            allowed = np.zeros(session.scalar(select(func.max(Story.id))) + 1, dtype=bool)
+            allowed[session.scalars(select(Story.id).where(*filters)).all()] = True
         for probe in probes[:12]:
             with sessions() as session:
-                allowed = np.fromiter(session.scalars(select(Article.id).join(Story, Story.id == Article.story_id).where(*filters)), dtype=np.int64)
-                expected = {a for a, _ in exact.nearest(probe, k, allowed)}
+                expected = {a for a, _ in exact.nearest(probe, k, exact=True, stories=allowed)}
                 rows = {a for a, _ in nearest_in_database(session, probe, k, filters)}
             found, wanted = found + len(expected & rows), wanted + len(expected)
         result["filtered"][_label(params)] = found / max(wanted, 1)
