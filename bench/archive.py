@@ -175,7 +175,7 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
     queries = _queries(random.Random(articles))
     measure(client, queries[:5], "hybrid")  # warm the caches and the model
     row = {"store": engine.dialect.name, "articles": articles, "insert_s": built, "vectors_load_s": loaded, "vector_mb": vectors.nbytes / 1e6}
-    row |= {"filters_load_s": filters_loaded, "filters_mb": filters.nbytes / 1e6}
+    row |= {"filters_load_s": filters_loaded, "filters_mb": filters.nbytes / 1e6} if len(vectors) else {}
     server = Path(make_url(url).query["host"]) / "data" if engine.dialect.name == "postgresql" else None
     row |= {mode: measure(client, queries, mode, server) for mode in ("words", "meaning", "hybrid")}
     row["facets"] = measure(client, queries, "hybrid", server, facets="true")  # what the search page asks: hybrid with facet counts
@@ -258,7 +258,7 @@ def report(result: dict) -> None:
         sizes += f", its last 120 days' {row['recent words index']:.0f} MB" if "recent words index" in row else ""
         built = f"; built now in {row['insert_s']:.0f} s" if row["insert_s"] else " (cached)"
         print(f"    {sizes}; vectors in memory {row['vector_mb']:.0f} MB, loaded in {row['vectors_load_s']:.1f} s{built}")
-        if row["filters_mb"]:
+        if "filters_mb" in row:
             print(f"    the stories' filters beside them: {row['filters_mb']:.0f} MB, {row['filters_load_s']:.1f} s of that load")
         if "memory_recall" in row:
             figures = row["memory_recall"]
