@@ -67,11 +67,19 @@ def base_filters(query: SearchQuery, *, per_story: bool = False) -> list:
             conditions.append(exists().where(StoryTopic.story_id == Story.id, *topic))
         else:
             conditions.append(Story.id.in_(select(StoryTopic.story_id).where(*topic)))
-    if query.since:
-        conditions.append(story_date() >= datetime.combine(query.since, time.min, tzinfo=timezone.utc))
-    if query.until:
-        conditions.append(story_date() < datetime.combine(query.until + timedelta(days=1), time.min, tzinfo=timezone.utc))
+    start, end = date_span(query)
+    if start:
+        conditions.append(story_date() >= start)
+    if end:
+        conditions.append(story_date() < end)
     return conditions
+
+
+def date_span(query: SearchQuery) -> tuple[datetime | None, datetime | None]:
+    """The moments a story's date must fall between (UTC): from the start of since to the start of the day after until."""
+    start = datetime.combine(query.since, time.min, tzinfo=timezone.utc) if query.since else None
+    end = datetime.combine(query.until + timedelta(days=1), time.min, tzinfo=timezone.utc) if query.until else None
+    return start, end
 
 
 def chosen_values(query: SearchQuery) -> dict[str, list[str]]:

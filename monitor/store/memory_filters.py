@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, time, timedelta, timezone
+from datetime import datetime, timedelta
 
 import numpy as np
 from sqlalchemy import BigInteger, cast, func, select, true
 from sqlalchemy.orm import Session
 
-from monitor.store.filters import TAG_COLUMNS, SearchQuery, chosen_values, json_elements, one_of, story_date
+from monitor.store.filters import TAG_COLUMNS, SearchQuery, chosen_values, date_span, json_elements, one_of, story_date
 from monitor.store.models import Story, StoryTopic
 from monitor.store.terms import clean
 
@@ -31,11 +31,6 @@ def epoch_seconds(column, dialect: str):
     if dialect == "sqlite":
         return cast(func.strftime("%s", column), BigInteger)
     return cast(func.extract("epoch", column), BigInteger)
-
-
-def _stamp(day, *, after: bool = False) -> int:
-    moment = datetime.combine(day + timedelta(days=1) if after else day, time.min, tzinfo=timezone.utc)
-    return int(moment.timestamp())
 
 
 @dataclass
@@ -123,10 +118,11 @@ class StoryFilters:
         ok[0] = False  # no story has id 0
         if query.relevant:
             ok &= held.relevant.get(clean(query.topic), np.zeros(len(ok), dtype=bool))
-        if query.since:
-            ok &= held.dates >= _stamp(query.since)
-        if query.until:
-            ok &= held.dates < _stamp(query.until, after=True)
+        start, end = date_span(query)
+        if start:
+            ok &= held.dates >= int(start.timestamp())
+        if end:
+            ok &= held.dates < int(end.timestamp())
         for name, values in wanted.items():
             having = np.zeros(len(ok), dtype=bool)
             for value in set(values) & held.values[name].keys():

@@ -216,7 +216,7 @@ def _candidates(
 
 def _narrowed(session: Session, query: SearchQuery, vectors: VectorIndex, filters: list, *, facets: bool = True) -> list:
     """A word search's filters, led by the ids of the stories they let through where the vector index holds the
-    stories' filters (brought up to date first) and they let few through: every match in a slice is tested, and a
+    stories' filters and they let few through (asked again once it is brought up to date): every match in a slice is tested, and a
     narrow filter widens the slices, so the ids' set (built once per statement) spares testing each match's story
     (Dahua in the US at a million: 102 ms of a hybrid search's words half). The store's filters still follow."""
     if not filters or not len(vectors) or vectors.in_database(session) or not _narrow(vectors.stories.passing(query, facets=facets)):

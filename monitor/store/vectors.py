@@ -152,7 +152,7 @@ class VectorIndex:
             if rows:
                 self._last_id = rows[-1][0]
                 self._append([row for row in rows if row[1] is not None])
-            self.stories.refresh(session, [row[3:] + row[2:3] for row in rows], full=full)
+            self.stories.refresh(session, [(site, feed, story) for _, _, story, site, feed in rows], full=full)
 
     def _append(self, rows: list) -> None:
         """Add rows of (id, float32 bytes, story id or None) in id order, growing the buffers by doubling (readers keep the old ones)."""
