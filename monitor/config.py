@@ -34,6 +34,10 @@ class Settings(BaseSettings):
         "torch", description="What runs the model: torch, ONNX Runtime (onnx), or its int8 form (onnx-int8; needs the onnx extra)."
     )
     embed_max_tokens: int = Field(256, ge=16, le=512, description="Tokens of each article the model reads (the packaged model's limit is 256).")
+    vector_search: Literal["auto", "memory", "database"] = Field(
+        "auto",
+        description="Where the archive searches by meaning: memory (NumPy beside the web server), database (pgvector, on a PostgreSQL that has it) or auto (pgvector only from 0.8, which has iterative index scans).",
+    )
     model_cache: Path = Field(Path("data/models"), description="Folder of trained topic models (retrained when a topic changes) and of the ONNX export of the embedding model.")
     user_agent: str = Field(
         "monitor/0.1 (news monitoring bot; set MONITOR_USER_AGENT to add a contact address)",

@@ -45,7 +45,7 @@ def serve(
 
     app_ = load_app(config, verbose=verbose, database=database)
     embedder = SentenceTransformerEmbedder.from_settings(app_.settings)
-    vectors = VectorIndex()
+    vectors = VectorIndex(where=app_.settings.vector_search)
 
     def warm_up() -> None:
         """Load the model and the vectors while the server already answers word searches."""
@@ -98,7 +98,7 @@ def search_archive(
         vendors=tuple(vendor or ()), countries=tuple(country or ()), actions=tuple(action or ()), sources=tuple(source or ()),
         since=since.date() if since else None, until=until.date() if until else None, sort=sort, page=page, per_page=limit,
     )  # fmt: skip
-    vectors, vector = VectorIndex(), None
+    vectors, vector = VectorIndex(where=app_.settings.vector_search), None
     if query.strip() and mode != "words":
         vector = SentenceTransformerEmbedder.from_settings(app_.settings).embed([query])[0]
     try:

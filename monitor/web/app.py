@@ -108,7 +108,7 @@ def create_app(
         ),
         version="1",
     )
-    app.state.archive = Archive(sessions, embedder, config, settings, vectors or VectorIndex())
+    app.state.archive = Archive(sessions, embedder, config, settings, vectors or VectorIndex(where=settings.vector_search))
     if clock is not None:
         app.state.archive.clock = clock
     app.state.metrics = metrics
