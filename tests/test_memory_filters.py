@@ -15,8 +15,9 @@ from monitor.embed import to_bytes
 from monitor.store import feedback
 from monitor.store import repository as repo
 from monitor.store.db import make_engine, session_factory, upgrade
+from monitor.store.facets import facet_counts, filter_options, record_values
 from monitor.store.filters import SearchQuery, story_filters
-from monitor.store.models import ArticleTopic, Story, StoryTopic
+from monitor.store.models import Article, ArticleTopic, Story, StoryTopic
 from monitor.store.search import VectorIndex, search
 
 from bench.archive_data import NOW, TOPIC, fill
@@ -126,3 +127,37 @@ def test_a_word_search_given_the_ids_of_a_narrow_filters_stories_finds_those_sto
     with sessions() as session:
         found = search(session, query, vectors=index, query_vector=vector if mode == "hybrid" else None)
     assert [hit.story_id for hit in found.results] == [first]
+
+
+def test_facets_counted_from_what_is_held_agree_with_the_store(sessions):
+    """Every value of every facet, for every story and for a query's matches, with facets chosen or not: the same
+    numbers as the store's statements, and they follow a story stored since (the search refreshes before counting)."""
+    index = VectorIndex()
+    with sessions() as session:
+        index.refresh(session)
+    with sessions.begin() as session:  # an outlet named by its feed in one case and its pages in another: one outlet to the filter
+        story = place(session, "https://zeta.example/c", np.eye(384, dtype=np.float32)[7], story_id=None, when=NOW, site_name="OUTLET 3", vendors=["Zeta"])
+        record_values(session, session.scalars(select(Article.id).where(Article.story_id == story)).all())
+    queries = [
+        *QUERIES,
+        SearchQuery(topic=TOPIC, vendors=("zeta", "Hikvision")),
+        SearchQuery(topic=TOPIC, relevant=False, sources=("Outlet 3",), actions=("ban",)),
+        SearchQuery(topic=TOPIC, until=(NOW - timedelta(days=60)).date(), countries=("GB", "US")),
+    ]
+    with sessions() as session:
+        index.refresh(session)
+        options = filter_options(session)
+        assert "OUTLET 3" in options["sources"] and "Outlet 3" not in options["sources"]  # listed once, case aside
+        among = session.scalars(select(Story.id).where(Story.id % 3 == 0)).all()
+        compared = 0
+        for query in queries:
+            for ids in (None, among):
+                matching = Story.id.is_not(None) if ids is None else Story.id.in_(ids)
+                expected = facet_counts(session, query, matching, per_story=ids is not None)
+                held = index.stories.counts(query, options, among=ids)
+                assert {name: dict(values) for name, values in held.items()} == {name: dict(values) for name, values in expected.items()}, (query, ids)
+                assert held == expected  # the same order too: most stories first
+                compared += sum(count for values in held.values() for _, count in values)
+        outlet_3 = SearchQuery(topic=TOPIC, relevant=False, sources=("outlet 3",))
+        assert dict(index.stories.counts(SearchQuery(topic=TOPIC, relevant=False), options)["sources"])["OUTLET 3"] == np.count_nonzero(index.stories.passing(outlet_3))
+    assert compared > 1000  # not a comparison of zeros

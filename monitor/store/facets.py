@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import distinct, func, select, true
+from sqlalchemy import distinct, func, select, true, union_all
 from sqlalchemy.dialects.postgresql import insert as postgres_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -51,17 +51,20 @@ def record_values(session: Session, article_ids: Iterable[int]) -> None:
 
 
 def filter_options(session: Session) -> dict[str, list[str]]:
-    """The vendors, countries, actions and outlets the archive holds, for the filter lists: alphabetical, case aside."""
-    values: dict[str, list[str]] = {name: [] for name in FACETS}
-    for facet, value in session.execute(select(FacetValue.facet, FacetValue.value)):
+    """The vendors, countries, actions and outlets the archive holds, for the filter lists: alphabetical, case aside,
+    and each once whatever its case (the filters compare values case aside: "The Herald" and "the herald" show the
+    same stories), spelled as it sorts first."""
+    values: dict[str, dict[str, str]] = {name: {} for name in FACETS}
+    for facet, value in session.execute(select(FacetValue.facet, FacetValue.value).order_by(FacetValue.value)):
         if facet in values:
-            values[facet].append(value)
-    return {name: sorted(found, key=str.casefold) for name, found in values.items()}
+            values[facet].setdefault(value.lower(), value)
+    return {name: sorted(found.values(), key=str.casefold) for name, found in values.items()}
 
 
 def facet_counts(session: Session, query: SearchQuery, matching, *, per_story: bool = False) -> Facets:
     """Every value of each facet with how many stories match it: the query (`matching`, a condition on stories) and
-    every filter but the facet's own, so that a count says what ticking that value would show.
+    every filter but the facet's own, so that a count says what ticking that value would show (values compared as
+    the filters compare them: case aside, an outlet by its pages' site name or its feed's name).
 
     One grouped query per facet over the matching stories only; the values none of them has count 0 and stay
     listed, so that a filter can be widened. per_story where matching is a bounded set (filters.base_filters):
@@ -75,18 +78,18 @@ def facet_counts(session: Session, query: SearchQuery, matching, *, per_story: b
         counted = [*base, *(condition for facet, condition in chosen.items() if facet != name)]
         if name in TAG_COLUMNS:
             elements = json_elements(TAG_COLUMNS[name], dialect)
-            statement = select(elements.c.value, func.count()).select_from(Story).join(elements, true()).group_by(elements.c.value)
+            value = func.lower(elements.c.value)
+            statement = select(value, func.count(distinct(Story.id))).select_from(Story).join(elements, true()).group_by(value)
         else:
-            source = outlet()
-            statement = (
-                select(source, func.count(distinct(Story.id)))
-                .select_from(Story)
-                .join(Article, Article.story_id == Story.id)
-                .outerjoin(Feed, Feed.id == Article.feed_id)
-                .where(source.is_not(None))
-                .group_by(source)
-            )
-        found = dict.fromkeys(listed, 0) | {str(value): int(number) for value, number in session.execute(statement.where(*counted))}
-        counts[name] = sorted(found.items(), key=lambda row: (-row[1], row[0].casefold()))
+            named = _outlet_names().subquery()
+            statement = select(named.c.name, func.count(distinct(Story.id))).select_from(Story).join(named, named.c.story_id == Story.id).group_by(named.c.name)
+        found = {str(value): int(number) for value, number in session.execute(statement.where(*counted)) if value}
+        counts[name] = sorted(((value, found.get(value.lower(), 0)) for value in listed), key=lambda row: (-row[1], row[0].casefold()))
     return counts
 
+
+def _outlet_names():
+    """(name, story_id) of every placed article under each name the outlet filter knows it by: site and feed, lower case."""
+    by_site = select(func.lower(Article.site_name).label("name"), Article.story_id.label("story_id")).where(Article.story_id.is_not(None))
+    by_feed = select(func.lower(Feed.name), Article.story_id).join(Feed, Feed.id == Article.feed_id).where(Article.story_id.is_not(None))
+    return union_all(by_site, by_feed)

@@ -1,0 +1,126 @@
+"""A page of search results as the reader sees it: each story's tags, topic score and outlets, and a snippet of its
+best article with the query's words marked (FTS5's highlight on SQLite, ts_headline on PostgreSQL)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, literal_column, select
+from sqlalchemy.orm import Session
+
+from monitor.labels import lead, story_start
+from monitor.store.models import Article, Feed, Story, StoryTopic
+from monitor.store.terms import MARK_END, MARK_START, Terms, clean, cut_marked, marked_passage, render_snippet, unmarked
+from monitor.store.views import outlet_name
+from monitor.store.words import FTS_TABLE, REGCONFIG, fts, fts_match, tsquery, tsvector
+
+SNIPPET_WORDS = 30
+HIGHLIGHT_ALL = f"StartSel={MARK_START}, StopSel={MARK_END}, HighlightAll=true"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    story_id: int
+    title: str
+    url: str
+    published: datetime | None
+    score: float  # the topic score of the story
+    vendors: list[str]
+    countries: list[str]
+    actions: list[str]
+    sources: list[str]  # outlet names, earliest first, each once
+    snippet: str  # safe HTML: the text escaped, matched words in <mark>…</mark>
+    article_id: int  # the best-matching article
+    rank: float  # the relevance (higher better): -bm25 / ts_rank, cosine, or the fused score
+    matched: str | None = None  # how the query found it: "words", "meaning" or "both"; None for a list without a query
+    similarity: float | None = None  # cosine of the query and the story's nearest article, when meaning took part
+
+
+
+def page_hits(
+    session: Session, dialect: str, rows: list[tuple], terms: Terms | None, topic: str, *, matched: dict[int, str], similarity: dict[int, float]
+) -> list[SearchHit]:
+    """The page's stories as hits: tags, topic score, outlets, a snippet of the best article, and how the query found each."""
+    ids = [row[0] for row in rows]
+    if not ids:
+        return []
+    stories = {
+        story.id: (story, score)
+        for story, score in session.execute(
+            select(Story, StoryTopic.score)
+            .outerjoin(StoryTopic, (StoryTopic.story_id == Story.id) & (StoryTopic.topic == clean(topic)))
+            .where(Story.id.in_(ids))
+        )
+    }
+    members = session.execute(
+        select(Article.id, Article.story_id, Article.url, Article.site_name, Feed.name, func.coalesce(Article.published_at, Article.fetched_at))
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .where(Article.story_id.in_(ids))
+        .order_by(func.coalesce(Article.published_at, Article.fetched_at), Article.id)
+    ).all()
+    outlets: dict[int, list[str]] = defaultdict(list)
+    lead_article: dict[int, int] = {}
+    for article_id, story_id, url, site_name, feed_name, _when in members:
+        outlets[story_id].append(outlet_name(site_name, feed_name, url))
+        lead_article.setdefault(story_id, article_id)
+        if url == stories[story_id][0].url:
+            lead_article[story_id] = article_id
+    chosen = {row[0]: row[1] if row[1] is not None else lead_article.get(row[0]) for row in rows}
+    snippets = _snippets(session, dialect, terms, [a for a in chosen.values() if a is not None])
+    hits = []
+    for story_id, _article, rank in rows:
+        if story_id not in stories:
+            continue
+        story, score = stories[story_id]
+        article_id = chosen[story_id]
+        hits.append(
+            SearchHit(
+                story_id=story.id,
+                title=story.title,
+                url=story.url,
+                published=story.published_at or story.first_seen_at,
+                score=float(score or 0.0),
+                vendors=list(story.vendors),
+                countries=list(story.countries),
+                actions=list(story.actions),
+                sources=list(dict.fromkeys(outlets[story_id])),
+                snippet=snippets.get(article_id, ""),
+                article_id=article_id or 0,
+                rank=float(rank),
+                matched=matched.get(story_id),
+                similarity=round(similarity[story_id], 3) if story_id in similarity else None,
+            )
+        )
+    return hits
+
+
+def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: list[int]) -> dict[int, str]:
+    """Safe HTML snippets: the matched passage with <mark>s where the words matched, else the article's lead."""
+    raw: dict[int, str] = {}
+    if terms is not None and article_ids:
+        # the whole text highlighted, so that the passage can start after the section name and headline that open it
+        if dialect == "sqlite":
+            highlighted = func.highlight(literal_column(FTS_TABLE), 1, MARK_START, MARK_END)  # column 1: the text
+            statement = (
+                select(fts.c.rowid, highlighted, Article.title)
+                .join(Article, Article.id == fts.c.rowid)
+                .where(fts_match(terms.fts5()), fts.c.rowid.in_(article_ids))
+            )
+        else:
+            query = tsquery(terms)
+            statement = select(Article.id, func.ts_headline(REGCONFIG, Article.text, query, HIGHLIGHT_ALL), Article.title).where(
+                Article.id.in_(article_ids), tsvector.op("@@")(query), func.coalesce(Article.text, "") != ""
+            )
+        for article_id, text, title in session.execute(statement):
+            plain = unmarked(text or "")
+            passage = marked_passage(cut_marked(text or "", story_start(plain, title)), SNIPPET_WORDS)
+            if passage:  # else the words matched only the headline: the lead says more
+                raw[article_id] = passage
+    rest = [a for a in article_ids if a not in raw]
+    if rest:
+        for article_id, title, text, summary in session.execute(select(Article.id, Article.title, Article.text, Article.summary).where(Article.id.in_(rest))):
+            raw[article_id] = unmarked(lead(text or summary, 200, title=title) or title)
+    return {article_id: render_snippet(text) for article_id, text in raw.items()}
+
