@@ -4,6 +4,7 @@ grow, relevance turned off and on; and where what is held is behind, the store's
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -161,3 +162,34 @@ def test_facets_counted_from_what_is_held_agree_with_the_store(sessions):
         outlet_3 = SearchQuery(topic=TOPIC, relevant=False, sources=("outlet 3",))
         assert dict(index.stories.counts(SearchQuery(topic=TOPIC, relevant=False), options)["sources"])["OUTLET 3"] == np.count_nonzero(index.stories.passing(outlet_3))
     assert compared > 1000  # not a comparison of zeros
+
+
+def test_the_newest_stories_listed_from_what_is_held_are_the_stores(sessions):
+    """The search page without a query lists from memory what the store would list, page by page, in the store's
+    order (to the microsecond: memory holds seconds); where memory is behind, the store's word wins."""
+    held, store_only = VectorIndex(), VectorIndex()  # never loaded: the store lists
+    vector = np.eye(384, dtype=np.float32)[9]
+    with sessions.begin() as session:  # one second, three stories, stored newest first
+        second = NOW.replace(microsecond=0) + timedelta(hours=2)
+        same_second = [place(session, f"https://zeta.example/s{n}", vector, story_id=None, when=second + timedelta(microseconds=900 - 400 * n)) for n in range(3)]
+    with sessions() as session:
+        held.refresh(session)
+
+    def listed(index, query, page):
+        with sessions() as session:
+            found = search(session, replace(query, page=page, per_page=7), vectors=index, query_vector=None)
+            return found.total, [hit.story_id for hit in found.results]
+
+    for query in [*QUERIES, SearchQuery(topic=TOPIC, relevant=False)]:
+        for page in (1, 2, 5):
+            assert listed(held, query, page) == listed(store_only, query, page), (query, page)
+    everything = SearchQuery(topic=TOPIC, relevant=False)
+    assert listed(held, everything, 1)[1][:3] == same_second  # by the microsecond, not by id
+    with sessions.begin() as session:  # turned off behind memory's back: one, then every story of the first page
+        session.execute(update(StoryTopic).where(StoryTopic.story_id == same_second[0]).values(relevant=False))
+    relevant = SearchQuery(topic=TOPIC)
+    assert listed(held, relevant, 1) == listed(store_only, relevant, 1) and same_second[0] not in listed(held, relevant, 1)[1]
+    with sessions.begin() as session:  # more than memory reads past a page
+        newest = held.stories.newest(relevant, 40)[0].tolist()
+        session.execute(update(StoryTopic).where(StoryTopic.story_id.in_(newest)).values(relevant=False))
+    assert listed(held, relevant, 1) == listed(store_only, relevant, 1)

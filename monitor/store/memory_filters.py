@@ -131,6 +131,18 @@ class StoryFilters:
         return ok
 
 
+    def newest(self, query: SearchQuery, count: int) -> tuple[np.ndarray, int]:
+        """The ids of up to count stories that pass the query's filters, newest first (then highest id, as the store
+        orders them), and how many pass in all, as far as what is held knows."""
+        held = self._held
+        ok = self.passing(query)
+        ok = held.dates != 0 if ok is None else ok  # no filter: every story held (none has date 0: 1970)
+        ids = np.flatnonzero(ok)
+        if len(ids) > count:
+            ids = ids[np.argpartition(-held.dates[ids], count - 1)[:count]]
+        ids = ids[np.lexsort((-ids, -held.dates[ids]))]
+        return ids, int(np.count_nonzero(ok))
+
     def counts(self, query: SearchQuery, listed: dict[str, list[str]], among: list[int] | None = None) -> dict[str, list[tuple[str, int]]]:
         """Each listed value of each facet with how many stories it would show: those among the query's matches (every
         story for None) that pass the query's other filters and have the value, as the store's facet_counts counts

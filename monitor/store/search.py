@@ -35,6 +35,8 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)  # dates searched: wi
 CANDIDATES = 200  # per ranking, before fusion: bounds the work whatever the archive's size
 ENOUGH_CANDIDATES = 50  # matches a words slice must hold to stop reading on (up to CANDIDATES taken)
 MEANING_FLOOR = 0.2  # cosine below which an article shares no meaning with the query (all-MiniLM-L6-v2)
+LISTED_IN_MEMORY = 2_000  # stories up to the end of a listed page taken from memory; deeper pages are listed by the store
+LISTED_MARGIN = 20  # stories read past the page: those dated in the page's last second, which memory orders by id only
 NARROW_STORIES = 5_000  # stories a filter lets through up to which a word search is given their ids (10,000 cost more than they saved)
 
 
@@ -81,16 +83,19 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     matching = true()  # the stories the query finds, before any facet filter: what facet counts count
     matched_ids: list[int] | None = None  # the same as ids where the query found a bounded set (None: every story)
     if not text:
-        total = session.scalar(select(func.count()).select_from(Story).where(*filters))
-        newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
-        rows = [(story_id, None, 0.0) for story_id in session.scalars(newest_first.limit(limit).offset(offset))]
+        listed = _listed_in_memory(session, query, vectors, offset, limit) if _held(session, vectors) and offset + limit <= LISTED_IN_MEMORY else None
+        if listed is None:
+            total = session.scalar(select(func.count()).select_from(Story).where(*filters))
+            newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
+            listed = total, list(session.scalars(newest_first.limit(limit).offset(offset)))
+        total, rows = listed[0], [(story_id, None, 0.0) for story_id in listed[1]]
     elif query.mode == "words" and terms is not None:
         per_story = _narrowed(session, query, vectors, story_filters(query, dialect, per_story=True))
         rows, total, part = ranked_words(session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
         matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
-        if facets and _counted_in_memory(session, vectors):
+        if facets and _held(session, vectors):
             matched_ids = list(session.scalars(word_matches(dialect, terms, part)))
     else:
         words, meaning = _candidates(session, query, terms, vector, vectors)
@@ -111,7 +116,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
             similarity |= _similarities(session, unknown, vector)
     hits = page_hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
     counts = None
-    if facets and _counted_in_memory(session, vectors):
+    if facets and _held(session, vectors):
         vectors.refresh(session)
         counts = vectors.stories.counts(query, filter_options(session), among=matched_ids)
     elif facets:
@@ -215,10 +220,26 @@ def _narrowed(session: Session, query: SearchQuery, vectors: VectorIndex, filter
     return [one_of(Story.id, np.flatnonzero(stories).tolist(), session.get_bind().dialect.name), *filters]
 
 
-def _counted_in_memory(session: Session, vectors: VectorIndex) -> bool:
-    """Whether facets are counted from the stories' filters held beside the vectors (loaded, in memory), not in the
-    store: at a million, counting every relevant story took the store 1.2 s (SQLite) to 2 s (PostgreSQL)."""
+def _held(session: Session, vectors: VectorIndex) -> bool:
+    """Whether the stories' filters are held beside the vectors (loaded, in memory), to count facets and list the
+    newest stories from: at a million, counting every relevant story took the store 1.2 s (SQLite) to 2 s (PostgreSQL)."""
     return bool(len(vectors)) and not vectors.in_database(session)
+
+
+def _listed_in_memory(session: Session, query: SearchQuery, vectors: VectorIndex, offset: int, limit: int) -> tuple[int, list[int]] | None:
+    """The number of stories that pass the filters and a page of them, newest first, from what is held; the store
+    checks the page's stories and orders them by their dates (held to the second only). None where the store turns
+    away so many that the page cannot be made (what is held is behind it): the store then lists them itself."""
+    vectors.refresh(session)
+    dialect = session.get_bind().dialect.name
+    wanted = offset + limit + LISTED_MARGIN
+    ids, total = vectors.stories.newest(query, wanted)
+    checked = select(Story.id, story_date()).where(one_of(Story.id, ids.tolist(), dialect), *story_filters(query, dialect, per_story=True))
+    dates = dict(session.execute(checked).all())
+    if len(dates) < offset + limit and len(ids) == wanted:  # the page needs stories past those read
+        return None
+    newest_first = sorted(dates, key=lambda story_id: (dates[story_id], story_id), reverse=True)
+    return total - (len(ids) - len(dates)), newest_first[offset : offset + limit]
 
 
 def _narrow(stories: np.ndarray | None) -> bool:
