@@ -79,17 +79,20 @@ def facet_counts(session: Session, query: SearchQuery, matching, *, per_story: b
         if name in TAG_COLUMNS:
             elements = json_elements(TAG_COLUMNS[name], dialect)
             value = func.lower(elements.c.value)
-            statement = select(value, func.count(distinct(Story.id))).select_from(Story).join(elements, true()).group_by(value)
+            statement = select(value, func.count(distinct(Story.id))).select_from(Story).join(elements, true()).where(*counted).group_by(value)
         else:
-            named = _outlet_names().subquery()
-            statement = select(named.c.name, func.count(distinct(Story.id))).select_from(Story).join(named, named.c.story_id == Story.id).group_by(named.c.name)
-        found = {str(value): int(number) for value, number in session.execute(statement.where(*counted)) if value}
+            statement = _outlet_counts(counted)
+        found = {str(value): int(number) for value, number in session.execute(statement) if value}
         counts[name] = sorted(((value, found.get(value.lower(), 0)) for value in listed), key=lambda row: (-row[1], row[0].casefold()))
     return counts
 
 
-def _outlet_names():
-    """(name, story_id) of every placed article under each name the outlet filter knows it by: site and feed, lower case."""
-    by_site = select(func.lower(Article.site_name).label("name"), Article.story_id.label("story_id")).where(Article.story_id.is_not(None))
-    by_feed = select(func.lower(Feed.name), Article.story_id).join(Feed, Feed.id == Article.feed_id).where(Article.story_id.is_not(None))
-    return union_all(by_site, by_feed)
+def _outlet_counts(counted: list):
+    """(name, stories) of the counted stories' outlets under each name the outlet filter knows them by: their
+    articles' site names and feeds' names, lower case. Each half reads from the counted stories (a union read
+    first would read every article: seconds at a million)."""
+    stories = select(Story.id.label("story_id")).join(Article, Article.story_id == Story.id)
+    by_site = stories.add_columns(func.lower(Article.site_name).label("name")).where(*counted)
+    by_feed = stories.add_columns(func.lower(Feed.name)).join(Feed, Feed.id == Article.feed_id).where(*counted)
+    named = union_all(by_site, by_feed).subquery()
+    return select(named.c.name, func.count(distinct(named.c.story_id))).group_by(named.c.name)
