@@ -1,7 +1,9 @@
 """The archive's search at a year's scale (1,000,000 articles by default), on SQLite and on PostgreSQL with pgvector.
 
 Latency through the JSON API (FastAPI's TestClient, in process; queries embedded by the real model) for words,
-meaning and hybrid searches, each with a filter (vendor, country, action, source or dates); pgvector's
+meaning and hybrid searches, each with a filter (vendor, country, action, source or dates), with facet counts, and
+the listing without a query; on PostgreSQL with meaning where MONITOR_VECTOR_SEARCH=auto puts it and, where that
+is memory, again in pgvector (meaning, hybrid, facets) beside it; pgvector's
 recall@20 against exact search, by ef_search, unfiltered and through the search's own filtered path; index sizes.
 The archives (bench/archive_data.py) are built once and cached: `BENCH_ARTICLES=100000 python -m bench.archive`
 runs a smaller one; `python -m bench.archive sqlite` one store. Each figure is printed beside the one measured before issue 16 (at 100,000 articles).
