@@ -38,7 +38,6 @@ class SearchHit:
     similarity: float | None = None  # cosine of the query and the story's nearest article, when meaning took part
 
 
-
 def page_hits(
     session: Session, dialect: str, rows: list[tuple], terms: Terms | None, topic: str, *, matched: dict[int, str], similarity: dict[int, float]
 ) -> list[SearchHit]:
@@ -123,4 +122,3 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
         for article_id, title, text, summary in session.execute(select(Article.id, Article.title, Article.text, Article.summary).where(Article.id.in_(rest))):
             raw[article_id] = unmarked(lead(text or summary, 200, title=title) or title)
     return {article_id: render_snippet(text) for article_id, text in raw.items()}
-

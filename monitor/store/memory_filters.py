@@ -130,7 +130,6 @@ class StoryFilters:
             ok &= having
         return ok
 
-
     def newest(self, query: SearchQuery, count: int) -> tuple[np.ndarray, int]:
         """The ids of up to count stories that pass the query's filters, newest first (then highest id, as the store
         orders them), and how many pass in all, as far as what is held knows."""

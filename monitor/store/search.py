@@ -82,8 +82,11 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     exact = True
     matching = true()  # the stories the query finds, before any facet filter: what facet counts count
     matched_ids: list[int] | None = None  # the same as ids where the query found a bounded set (None: every story)
+    held = _held(session, vectors)
+    if held and (facets or not text):
+        vectors.refresh(session)  # what is held serves the listing and the counts: brought up to date once
     if not text:
-        listed = _listed_in_memory(session, query, vectors, offset, limit) if _held(session, vectors) and offset + limit <= LISTED_IN_MEMORY else None
+        listed = _listed_in_memory(session, query, vectors, offset, limit) if held and offset + limit <= LISTED_IN_MEMORY else None
         if listed is None:
             total = session.scalar(select(func.count()).select_from(Story).where(*filters))
             newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
@@ -95,7 +98,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
         matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
-        if facets and _held(session, vectors):
+        if facets and held:
             matched_ids = list(session.scalars(word_matches(dialect, terms, part)))
     else:
         words, meaning = _candidates(session, query, terms, vector, vectors)
@@ -116,8 +119,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
             similarity |= _similarities(session, unknown, vector)
     hits = page_hits(session, dialect, rows, terms, query.topic, matched=matched, similarity=similarity)
     counts = None
-    if facets and _held(session, vectors):
-        vectors.refresh(session)
+    if facets and held:
         counts = vectors.stories.counts(query, filter_options(session), among=matched_ids)
     elif facets:
         counts = facet_counts(session, query, matching, per_story=bool(text))  # a query's matches are a bounded set
@@ -230,7 +232,6 @@ def _listed_in_memory(session: Session, query: SearchQuery, vectors: VectorIndex
     """The number of stories that pass the filters and a page of them, newest first, from what is held; the store
     checks the page's stories and orders them by their dates (held to the second only). None where the store turns
     away so many that the page cannot be made (what is held is behind it): the store then lists them itself."""
-    vectors.refresh(session)
     dialect = session.get_bind().dialect.name
     wanted = offset + limit + LISTED_MARGIN
     ids, total = vectors.stories.newest(query, wanted)
