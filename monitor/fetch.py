@@ -220,9 +220,13 @@ class Fetcher:
         return cached
 
     def _load_robots(self, origin: str) -> RobotFileParser | FetchError | None:
+        """robots.txt is read without waiting for the site's next slot, but takes one: the request after it waits the
+        delay. It is a small file read once a day, right after the feed that names the site's pages (as Apache Nutch
+        reads it right before the page it guards); waiting a delay for it held every outlet's first page back by one
+        more delay at the start of each pass, the model idle meanwhile."""
         rules = RobotFileParser(origin + "/robots.txt")
         try:
-            response = self._get_once(origin + "/robots.txt", {}, max_bytes=ROBOTS_MAX_BYTES, page=False)
+            response = self._get_once(origin + "/robots.txt", {}, max_bytes=ROBOTS_MAX_BYTES, page=False, waits_turn=False)
         except FetchError as exc:
             if exc.status is None:
                 return exc
@@ -251,20 +255,28 @@ class Fetcher:
                 self._hosts[host] = _Host(threading.Semaphore(self.host_concurrency))
             return self._hosts[host]
 
-    def _wait_turn(self, host: _Host) -> None:
+    def _wait_turn(self, host: _Host, *, waits: bool = True) -> None:
         with host.lock:
-            start = max(self.clock(), host.next_start)
-            host.next_start = start + self.host_delay
+            start = max(self.clock(), host.next_start) if waits else self.clock()
+            host.next_start = max(host.next_start, start + self.host_delay)
         delay = start - self.clock()
         if delay > 0:
             self.sleep(delay)
 
     def _get_once(
-        self, url: str, headers: dict, *, max_bytes: int, page: bool, method: str = "GET", form: dict[str, str] | None = None
+        self,
+        url: str,
+        headers: dict,
+        *,
+        max_bytes: int,
+        page: bool,
+        method: str = "GET",
+        form: dict[str, str] | None = None,
+        waits_turn: bool = True,
     ) -> Response:
         host = self._host(url)
         with host.slots:
-            self._wait_turn(host)
+            self._wait_turn(host, waits=waits_turn)
             try:
                 with self.client.stream(method, url, headers=headers, data=form) as response:
                     return self._read(url, response, max_bytes=max_bytes, page=page)

@@ -3,7 +3,8 @@
 Each host has its own queue (as Scrapy's download slots and Miniflux's per-host limits do). A free thread takes the
 oldest page whose host may be asked now, so feeds still finish roughly in the order they came and the embedder is fed
 steadily; the Fetcher's own spacing stays the rule, this only avoids waiting for it. A host's robots.txt, when not at
-hand, is read as a task of its own ahead of the host's pages, so the page after it waits in its queue, not in a thread.
+hand, is read as a task of its own ahead of the host's pages, at once (the Fetcher does not space it from the request
+before it), so the page after it waits its delay in the queue, not in a thread.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class _Task:
     order: int
     url: str
     run: Callable[[], Any]
+    waits_turn: bool = True  # False for robots.txt, which the Fetcher reads without waiting for the host's slot
     future: Future = field(default_factory=Future)
 
 
@@ -64,7 +66,7 @@ class HostPool:
                 raise RuntimeError("the page pool is shut down")
             queue = self._queues.setdefault(self.fetcher.host_key(url), _Queue())
             if not queue.tasks and not queue.in_flight and not self.fetcher.has_robots(url):
-                queue.tasks.append(_Task(next(self._order), url, partial(self.fetcher.read_robots, url)))
+                queue.tasks.append(_Task(next(self._order), url, partial(self.fetcher.read_robots, url), waits_turn=False))
             task = _Task(next(self._order), url, fn)
             queue.tasks.append(task)
             self._ready.notify()
@@ -91,7 +93,7 @@ class HostPool:
                 for host, queue in self._queues.items():
                     if not queue.tasks or queue.in_flight >= self.fetcher.host_concurrency:
                         continue
-                    ready = max(queue.next_start, self.fetcher.ready_at(host))
+                    ready = max(queue.next_start, self.fetcher.ready_at(host)) if queue.tasks[0].waits_turn else now
                     if ready > now:
                         wake = ready if wake is None else min(wake, ready)
                     elif best is None or queue.tasks[0].order < self._queues[best].tasks[0].order:

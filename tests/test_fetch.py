@@ -371,6 +371,29 @@ def test_robots_is_fetched_once_per_site(site, fetcher):
     assert len(site.requests) == 1
 
 
+def test_robots_txt_is_read_without_waiting_for_the_sites_slot_and_the_next_request_waits_after_it(site, client):
+    """Read right after the feed (not a delay later, which held each outlet's first page back), yet spaced from."""
+    clock = FakeClock()
+    starts: list[tuple[str, float]] = []
+
+    def stamp(reply: Reply):
+        def answer(request: Request) -> Reply:
+            starts.append((request.path, clock.now))
+            return reply
+
+        return answer
+
+    site.routes.update({"/feed.xml": stamp(Reply(200, b"<rss/>")), "/robots.txt": stamp(Reply(200, ROBOTS_FOR_EVERYONE.encode()))})
+    site.routes["/news/a.html"] = stamp(Reply(200, b"<html>story</html>", {"Content-Type": "text/html"}))
+    fetcher = Fetcher(client, host_delay=0.5, clock=clock, sleep=clock.sleep)
+    fetcher.get(site.url("/feed.xml"), max_bytes=MB)
+    clock.now += 0.2  # the feed parsed
+    assert fetcher.allowed(site.url("/news/a.html"))
+    fetcher.get(site.url("/news/a.html"), max_bytes=MB, page=True)
+    assert starts == [("/feed.xml", 0.0), ("/robots.txt", 0.2), ("/news/a.html", pytest.approx(0.7))]
+    assert clock.sleeps == [pytest.approx(0.5)]
+
+
 def test_unreachable_robots_disallows_with_the_reason(site, impatient_fetcher):
     """RFC 9309 2.3.1.4: an unreachable robots.txt means complete disallow; the error says why."""
     site.routes["/robots.txt"] = sleeping(1.0, Reply(200, b"User-agent: *\nDisallow: /\n"))

@@ -110,6 +110,6 @@ def test_a_new_outlets_robots_txt_is_read_ahead_of_its_pages_so_no_thread_sleeps
     for site in (first, second):
         times = log.times(site.base_url)
         assert len(times) == 2 and times[1] - times[0] >= DELAY / 2, times
-    # Each robots.txt took the outlet's slot ahead of its first page, as a task of its own: the one thread read the
-    # other outlet's robots.txt meanwhile rather than sleep in the fetcher for the first outlet's next slot.
+    # Each robots.txt was read at once, as a task of its own ahead of the outlet's pages, and its first page waited its
+    # slot in the queue: the one thread read the other outlet's robots.txt meanwhile rather than sleep in the fetcher.
     assert sum(slept) < DELAY / 2, slept
