@@ -102,10 +102,13 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
         # the whole text highlighted, so that the passage can start after the section name and headline that open it
         if dialect == "sqlite":
             highlighted = func.highlight(literal_column(FTS_TABLE), 1, MARK_START, MARK_END)  # column 1: the text
+            # FTS5 reads the words' lists within a rowid range; handed `rowid IN`, it reads them whole once per id
+            # (3 to 4 times slower at 100,000 articles, and growing with the archive), so the ids go in as an
+            # expression it is not offered
             statement = (
                 select(fts.c.rowid, highlighted, Article.title)
                 .join(Article, Article.id == fts.c.rowid)
-                .where(fts_match(terms.fts5()), fts.c.rowid.in_(article_ids))
+                .where(fts_match(terms.fts5()), fts.c.rowid.between(min(article_ids), max(article_ids)), (fts.c.rowid + 0).in_(article_ids))
             )
         else:
             query = tsquery(terms)
