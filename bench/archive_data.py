@@ -45,9 +45,10 @@ MIX = 0.6  # cosine of an article's vector to the evaluation text it is made fro
 VENDORS = ["Hikvision", "Dahua", "Huawei", "ZTE", "Hytera", "DJI", "Uniview"]
 COUNTRIES = ["US", "GB", "AU", "CA", "DE", "NL", "DK", "NZ", "FR", "EU", "IN", "TW", "LT", "SE", "JP"]
 ACTIONS = ["ban", "removal", "blacklist", "sanction", "procurement_restriction", "call_for_ban", "investigation", "reaction"]
-# the indexes that migrations 0004 and 0006 make, built after the rows go in (the same definitions)
+# the indexes that migrations 0004, 0006 and 0017 make, built after the rows go in (the same definitions)
 POSTGRES_INDEXES = {
     "ix_articles_search_vector": "CREATE INDEX ix_articles_search_vector ON articles USING gin (search_vector)",
+    "ix_articles_recent_words": "CREATE INDEX ix_articles_recent_words ON articles_recent_words USING gin (search_vector)",
     "ix_articles_embedding_vector": "CREATE INDEX ix_articles_embedding_vector ON articles USING hnsw (embedding_vector vector_cosine_ops)",
 }
 POSTGRES_SETTINGS = "shared_buffers = 1GB\nmaintenance_work_mem = 4GB\nmax_parallel_maintenance_workers = 2\nwork_mem = 64MB"
@@ -171,6 +172,8 @@ def _build_postgres(url: str, size: int, directions: np.ndarray) -> float:
             for name in POSTGRES_INDEXES:
                 connection.execute(text(f"DROP INDEX IF EXISTS {name}"))
         built = fill(sessions, have, size - have, directions, seed=size + have, progress="PostgreSQL")
+        with sessions.begin() as session:
+            keep_recent(session, NOW)  # as on SQLite: the recent words took every generated article in
     with engine.begin() as connection:
         for name, statement in POSTGRES_INDEXES.items():
             if connection.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is None:

@@ -111,12 +111,12 @@ class Archive:
 @contextmanager
 def readers_labels_stand_in(engine) -> Iterator[None]:
     """For a test that stores articles under an old schema with today's repository: it reads readers' labels
-    (migration 0010) and, on SQLite, the recent word index's floor (0014), so empty tables stand in for them,
-    dropped again before the upgrade creates them."""
+    (migration 0010) and the recent word index's floor (0014 on SQLite, 0017 on PostgreSQL), so empty tables stand in
+    for them, dropped again before the upgrade creates them."""
     from monitor.store.models import Label
     from monitor.store.words import recent_floor
 
-    stand_ins = [Label.__table__] + ([Table(recent_floor.name, MetaData(), Column("id", Integer))] if engine.dialect.name == "sqlite" else [])
+    stand_ins = [Label.__table__, Table(recent_floor.name, MetaData(), Column("id", Integer))]
     for stand_in in stand_ins:
         stand_in.create(engine)
     try:

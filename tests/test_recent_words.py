@@ -1,24 +1,15 @@
-"""SQLite's recent word index (migration 0014): the archive's last months, in which bm25 counts its words, kept in
-step with the articles as they are stored, edited, deleted and age out of it."""
+"""The recent word index (migrations 0014 and 0017): the archive's last months, in which SQLite's bm25 counts its words
+and PostgreSQL's GIN index finds them, kept in step with the articles as they are stored, edited, deleted and age out
+of it; on both stores."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import delete, select, text, update
 
-from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.models import Article
-from monitor.store.words import RECENT_FTS_TABLE, keep_recent, recent_floor, slices
+from monitor.store.words import RECENT_FTS_TABLE, RECENT_WORDS_TABLE, keep_recent, recent_floor, slices
 
 from .test_search_slices import EVERY, START, STORIES, stored, words
-
-
-@pytest.fixture
-def sessions(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'monitor.db'}")
-    upgrade(engine)
-    yield session_factory(engine)
-    engine.dispose()
 
 
 def article_ids(sessions) -> list[int]:
@@ -29,15 +20,20 @@ def article_ids(sessions) -> list[int]:
 def indexed(sessions, word: str | None = None) -> list[int]:
     """The ids of the articles the recent index holds (that hold the word)."""
     with sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            holding = "WHERE search_vector @@ plainto_tsquery('english', :w)" if word else ""
+            return session.scalars(text(f"SELECT id FROM {RECENT_WORDS_TABLE} {holding} ORDER BY id"), {"w": word}).all()
         if word:
             return session.scalars(text(f"SELECT rowid FROM {RECENT_FTS_TABLE} WHERE {RECENT_FTS_TABLE} MATCH :w ORDER BY rowid"), {"w": word}).all()
         return session.scalars(text(f"SELECT id FROM {RECENT_FTS_TABLE}_docsize ORDER BY id")).all()
 
 
 def assert_intact(sessions) -> None:
-    """FTS5's own check of the index's structure; it raises on a corrupt one (a 'delete' of words never indexed)."""
+    """FTS5's own check of the index's structure; it raises on a corrupt one (a 'delete' of words never indexed).
+    PostgreSQL's recent words are rows of a table: what `indexed` reads is all there is to check."""
     with sessions.begin() as session:
-        session.execute(text(f"INSERT INTO {RECENT_FTS_TABLE}({RECENT_FTS_TABLE}) VALUES ('integrity-check')"))
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text(f"INSERT INTO {RECENT_FTS_TABLE}({RECENT_FTS_TABLE}) VALUES ('integrity-check')"))
 
 
 def test_it_holds_the_last_120_days_and_the_slices_within_them_are_ranked_there(sessions):

@@ -17,7 +17,7 @@ from monitor.store.hits import SearchHit, page_hits
 from monitor.store.models import Article, Story
 from monitor.store.terms import Terms, clean, fuse, parse_terms
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
-from monitor.store.words import FTS_TABLE, STORY_MAP, TSVECTOR_COLUMN, TSVECTOR_INDEX, ranked_words, story_map, word_matches
+from monitor.store.words import FTS_TABLE, RECENT_WORDS_TABLE, STORY_MAP, TSVECTOR_COLUMN, TSVECTOR_INDEX, ranked_words, story_map, word_matches
 
 __all__ = [
     "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "DailyCounts", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
@@ -56,10 +56,10 @@ class SearchPage:
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
-    """The objects of migrations 0004 to 0006, 0014 and 0015 that the models do not declare (for Alembic's include_name)."""
+    """The objects of migrations 0004 to 0006 and 0014 to 0017 that the models do not declare (for Alembic's include_name)."""
     if not name:
         return False
-    tables = type_ == "table" and (name.startswith(FTS_TABLE) or name == STORY_MAP)
+    tables = type_ == "table" and (name.startswith(FTS_TABLE) or name in (STORY_MAP, RECENT_WORDS_TABLE))
     return tables or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX, VECTOR_COLUMN, VECTOR_INDEX, OUTLET_INDEX)
 
 

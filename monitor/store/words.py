@@ -9,8 +9,9 @@ enough. A common word stops at the first slice; a rare one widens cheaply, havin
 A news archive's best matches are mostly its recent ones, and sort=newest is exact: the newest matches are the
 slice's. A slice is a range of article ids (ids grow as articles are stored; its ends come from the index on
 fetched_at), which FTS5 serves from its rowids and PostgreSQL from its primary key's btree ANDed with the GIN index.
-On SQLite, a slice within the archive's last RECENT is ranked in a word index of those weeks alone (migration 0014):
-bm25 counts each word's articles across the index it ranks in, which at a million cost more than the ranking.
+A slice within the archive's last RECENT is ranked in a word index of those weeks alone: on SQLite (migration 0014),
+bm25 counts each word's articles across the index it ranks in, which at a million cost more than the ranking; on
+PostgreSQL (0017), the GIN index yields every match of the index it reads before the slice's id range cuts them.
 The total is the slice's count, exact once the slice is the whole archive (or all a date filter allows), else a
 lower bound: counting every match of a common word costs what ranking them did.
 """
@@ -30,7 +31,8 @@ from monitor.store.terms import Terms
 # the search objects that migrations 0004 and 0005 add beside the models
 FTS_TABLE = "articles_fts"
 RECENT_FTS_TABLE = "articles_fts_recent"  # SQLite: the articles from the id in RECENT_FLOOR on (migration 0014)
-RECENT_FLOOR = "articles_fts_recent_floor"
+RECENT_WORDS_TABLE = "articles_recent_words"  # PostgreSQL: their ids and tsvectors, GIN-indexed (migration 0017)
+RECENT_FLOOR = "articles_fts_recent_floor"  # both stores
 STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
 TSVECTOR_COLUMN = "search_vector"
 TSVECTOR_INDEX = "ix_articles_search_vector"
@@ -45,6 +47,7 @@ fts_match = literal_column(FTS_TABLE).op("MATCH")
 recent_fts = table(RECENT_FTS_TABLE, column("rowid", Integer), column("rank"))
 recent_fts_match = literal_column(RECENT_FTS_TABLE).op("MATCH")
 recent_floor = table(RECENT_FLOOR, column("id", Integer))
+recent_words = table(RECENT_WORDS_TABLE, column("id", Integer), column(TSVECTOR_COLUMN))
 story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
 tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
 
@@ -56,7 +59,7 @@ class Slice:
     floor: int | None = None
     ceiling: int | None = None
     complete: bool = True  # every article the date filters allow: its count of matches is the total
-    recent: bool = False  # within the recent word index (SQLite)
+    recent: bool = False  # within the recent word index
 
     def index(self):
         """The FTS5 table that ranks this slice's words, and its MATCH operator."""
@@ -115,12 +118,10 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
     The windows end at the newest article stored (or at until); a week before since and a week after until bound every slice.
     """
     values = [func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id)]
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    asked = [select(value).scalar_subquery() for value in values] + ([select(recent_floor.c.id).scalar_subquery()] if sqlite else [])
-    newest, first, top, *recent = session.execute(select(*asked)).one()
+    asked = [select(value).scalar_subquery() for value in (*values, recent_floor.c.id)]
+    newest, first, top, recent_from = session.execute(select(*asked)).one()
     if newest is None:
         return [Slice()]
-    recent_from = recent[0] if recent else None
     end, stop = newest, None  # the windows end at the newest article or at until; the slices stop a week after until
     if until:
         end = min(newest, _day_start(until + timedelta(days=1)))
@@ -146,10 +147,9 @@ def _recent(floor: int | None, recent_from: int | None) -> bool:
 def keep_recent(session: Session, now: datetime) -> None:
     """Move the recent word index's floor up to the first article fetched within RECENT of now, dropping those before.
 
-    Dropped one by one ('delete' reads each article again) when fewer go than stay, else rebuilt from those that stay.
+    On SQLite they are dropped one by one ('delete' reads each article again) when fewer go than stay, else the index
+    is rebuilt from those that stay.
     """
-    if session.get_bind().dialect.name != "sqlite":
-        return
     asked = (select(recent_floor.c.id).scalar_subquery(), select(func.max(Article.id)).scalar_subquery(), _first_fetched(now - RECENT))
     floor, newest_id, kept_from = session.execute(select(*asked)).one()  # one statement: it runs at every store
     newest_id = newest_id or 0
@@ -157,7 +157,9 @@ def keep_recent(session: Session, now: datetime) -> None:
     if floor is None or kept_from <= floor:
         return
     name = RECENT_FTS_TABLE
-    if kept_from - floor > newest_id + 1 - kept_from:
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(recent_words.delete().where(recent_words.c.id < kept_from))
+    elif kept_from - floor > newest_id + 1 - kept_from:
         session.execute(text(f"INSERT INTO {name}({name}) VALUES ('delete-all')"))
         session.execute(text(f"INSERT INTO {name}(rowid, title, text) SELECT id, title, text FROM articles WHERE id >= :id"), {"id": kept_from})
     else:
@@ -173,6 +175,13 @@ def _day_start(day: date) -> datetime:
 def _first_fetched(at: datetime):
     """The id of the first article fetched at or after a moment (ids grow with fetches, so a slice's floor)."""
     return select(Article.id).where(Article.fetched_at >= at).order_by(Article.fetched_at).limit(1).scalar_subquery()
+
+
+def _postgresql_words(part: Slice) -> tuple:
+    """(what to read from, the tsvector, the article id) for a slice on PostgreSQL: its recent words where it lies within them."""
+    if part.recent:
+        return recent_words.join(Article, Article.id == recent_words.c.id), recent_words.c[TSVECTOR_COLUMN], recent_words.c.id
+    return Article.__table__, tsvector, Article.id
 
 
 def _within(ids, part: Slice) -> list:
@@ -205,10 +214,12 @@ def _ranked(
         )
     else:
         query = tsquery(terms)
+        source, words, ids = _postgresql_words(part)
         hits = (
-            select(Article.story_id, Article.id, func.ts_rank(tsvector, query).label("rank"), story_date().label("at"))
+            select(Article.story_id, Article.id, func.ts_rank(words, query).label("rank"), story_date().label("at"))
+            .select_from(source)
             .join(Story, Story.id == Article.story_id)
-            .where(tsvector.op("@@")(query), *_within(Article.id, part), *filters)
+            .where(words.op("@@")(query), *_within(ids, part), *filters)
             .subquery()
         )
         place = func.row_number().over(partition_by=hits.c.story_id, order_by=(hits.c.rank.desc(), hits.c.id))
@@ -228,4 +239,5 @@ def word_matches(dialect: str, terms: Terms, part: Slice = Slice()):
         index, match = part.index()
         matches = select(story_map.c.story_id).select_from(index).join(story_map, story_map.c.article_id == index.c.rowid)
         return matches.where(match(terms.fts5()), *_within(index.c.rowid, part)).distinct()
-    return select(Article.story_id).where(tsvector.op("@@")(tsquery(terms)), *_within(Article.id, part), Article.story_id.is_not(None)).distinct()
+    source, words, ids = _postgresql_words(part)
+    return select(Article.story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), Article.story_id.is_not(None)).distinct()
