@@ -17,7 +17,17 @@ from monitor.store.hits import SearchHit, page_hits
 from monitor.store.models import Article, Story
 from monitor.store.terms import Terms, clean, fuse, parse_terms
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
-from monitor.store.words import FTS_TABLE, RECENT_WORDS_TABLE, STORY_MAP, TSVECTOR_COLUMN, TSVECTOR_INDEX, ranked_words, story_map, word_matches
+from monitor.store.words import (
+    FTS_TABLE,
+    RECENT_WORDS_TABLE,
+    STORY_MAP,
+    TSVECTOR_COLUMN,
+    TSVECTOR_INDEX,
+    planned_for_words,
+    ranked_words,
+    story_map,
+    word_matches,
+)
 
 __all__ = [
     "FIRST_DAY", "LAST_DAY", "MODES", "SORTS", "DailyCounts", "SearchError", "SearchHit", "SearchPage", "SearchQuery", "VectorIndex",
@@ -99,7 +109,8 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         matched = dict.fromkeys((row[0] for row in rows), "words")
         matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
         if facets and held:
-            matched_ids = list(session.scalars(word_matches(dialect, terms, part)))
+            with planned_for_words(session):
+                matched_ids = list(session.scalars(word_matches(dialect, terms, part)))
     else:
         words, meaning = _candidates(session, query, terms, vector, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning

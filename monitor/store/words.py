@@ -18,6 +18,8 @@ lower bound: counting every match of a common word costs what ranking them did.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -89,15 +91,7 @@ def ranked_words(
     """
     dialect = session.get_bind().dialect.name
     parts = slices(session, since, until)
-    if dialect == "postgresql":
-        # The planner counts no cost for reading each tsvector out of TOAST, so on a slice it walks the primary key
-        # and tests every article's; ANDing the GIN index's bitmap with the key range's reads only the matches: 5x
-        # to 20x faster (EXPLAIN ANALYZE at 100,000). So plain index scans are off while the slices are ranked, and
-        # sequential ones too: over the recent words (a sixth of a million rows) it read every tsvector instead,
-        # 280 ms for a rare pair of words against a few ms through the GIN index.
-        session.execute(text("SET LOCAL enable_indexscan = off"))
-        session.execute(text("SET LOCAL enable_seqscan = off"))
-    try:
+    with planned_for_words(session):
         n = 0
         while True:
             part, wanted = parts[n], enough or offset + limit
@@ -110,10 +104,28 @@ def ranked_words(
             # the next slice whose span, at the matches' rate in this one, would hold enough (those between skipped)
             span = WINDOWS[n] * wanted / (total + 1)  # + 1: a rate read off a few matches, taken low
             n = next((m for m in range(n + 1, len(parts)) if parts[m].complete or WINDOWS[m] >= span), len(parts) - 1)
+
+
+@contextmanager
+def planned_for_words(session: Session) -> Iterator[None]:
+    """Statements that read a slice's word matches, planned to read only the matches on PostgreSQL.
+
+    Its planner counts no cost for reading each tsvector out of TOAST, so on a slice it walks the primary key and tests
+    every article's; ANDing the GIN index's bitmap with the key range's reads only the matches: 5x to 20x faster
+    (EXPLAIN ANALYZE at 100,000). So plain index scans are off meanwhile, and sequential ones too: over the recent
+    words (a sixth of a million rows) it read every tsvector instead, 280 ms for a rare pair of words against a few ms
+    through the GIN index.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    session.execute(text("SET LOCAL enable_indexscan = off"))
+    session.execute(text("SET LOCAL enable_seqscan = off"))
+    try:
+        yield
     finally:
-        if dialect == "postgresql":
-            session.execute(text("RESET enable_indexscan"))
-            session.execute(text("RESET enable_seqscan"))
+        session.execute(text("RESET enable_indexscan"))
+        session.execute(text("RESET enable_seqscan"))
 
 
 def slices(session: Session, since: date | None, until: date | None) -> list[Slice]:
