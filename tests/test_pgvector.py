@@ -172,7 +172,7 @@ def test_a_new_article_is_found_by_meaning_at_once(new_database, embedder):
     assert find(sessions, vectors, embedder, q, mode="meaning").total == 0
     with sessions() as session:
         vectors.refresh(session)
-        assert in_database(session) and len(vectors) == 0  # nothing held in memory
+        assert in_database(session) and len(vectors) == 0 and vectors.holds  # no vectors held in memory, only the stories' filters
     engine.dispose()
 
 
@@ -230,6 +230,25 @@ def test_auto_searches_in_the_database_only_where_pgvector_has_iterative_scans(a
     found = find(sessions, auto, embedder, QUERIES[0], mode="hybrid", countries=("nz",))
     assert [h.story_id for h in found.results] == [h.story_id for h in expected.results] and found.total > 0
     assert [h.rank for h in found.results] == pytest.approx([h.rank for h in expected.results], abs=1e-5)
+
+
+def test_the_stories_filters_are_held_where_pgvector_searches(archive, embedder):
+    """Meaning searched in the database, the facets are still counted and the newest stories listed from memory."""
+    sessions, _memory = archive
+    database, store_only = VectorIndex(where="database"), VectorIndex(where="database")  # the second never refreshed
+    with sessions() as session:
+        assert not database.holds
+        database.refresh(session)
+    assert database.holds and len(database) == 0 and database.stories.nbytes > 0  # the filters, no vectors
+    for q, mode in (("", "hybrid"), ("Hikvision", "words"), (QUERIES[2], "hybrid")):
+        for fields in ({}, {"vendors": ("Hikvision",)}, {"countries": ("nz",), "relevant": False}):
+            query = SearchQuery(q=q, mode=mode, per_page=100, **fields)
+            vector = embedder.embed([q])[0] if q else None
+            with sessions() as session:
+                held = search(session, query, vectors=database, query_vector=vector, facets=True)
+                asked = search(session, query, vectors=store_only, query_vector=vector, facets=True)
+            assert held.facets == asked.facets and any(held.facets.values()), (q, mode, fields)
+            assert [h.story_id for h in held.results] == [h.story_id for h in asked.results] and held.total == asked.total
 
 
 def test_the_hnsw_index_serves_the_unfiltered_search(archive, embedder):

@@ -92,7 +92,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     exact = True
     matching = true()  # the stories the query finds, before any facet filter: what facet counts count
     matched_ids: list[int] | None = None  # the same as ids where the query found a bounded set (None: every story)
-    held = _held(session, vectors)
+    held = vectors.holds
     if held and (facets or not text):
         vectors.refresh(session)  # what is held serves the listing and the counts: brought up to date once
     if not text:
@@ -224,19 +224,13 @@ def _narrowed(session: Session, query: SearchQuery, vectors: VectorIndex, filter
     stories' filters and they let few through (asked again once it is brought up to date): every match in a slice is tested, and a
     narrow filter widens the slices, so the ids' set (built once per statement) spares testing each match's story
     (Dahua in the US at a million: 102 ms of a hybrid search's words half). The store's filters still follow."""
-    if not filters or not len(vectors) or vectors.in_database(session) or not _narrow(vectors.stories.passing(query, facets=facets)):
+    if not filters or not vectors.holds or not _narrow(vectors.stories.passing(query, facets=facets)):
         return filters
     vectors.refresh(session)  # only now: a wide filter's search would pay for it and gain nothing
     stories = vectors.stories.passing(query, facets=facets)
     if not _narrow(stories):
         return filters
     return [one_of(Story.id, np.flatnonzero(stories).tolist(), session.get_bind().dialect.name), *filters]
-
-
-def _held(session: Session, vectors: VectorIndex) -> bool:
-    """Whether the stories' filters are held beside the vectors (loaded, in memory), to count facets and list the
-    newest stories from: at a million, counting every relevant story took the store 1.2 s (SQLite) to 2 s (PostgreSQL)."""
-    return bool(len(vectors)) and not vectors.in_database(session)
 
 
 def _listed_in_memory(session: Session, query: SearchQuery, vectors: VectorIndex, offset: int, limit: int) -> tuple[int, list[int]] | None:
