@@ -23,7 +23,9 @@ RESCORED = 10_000  # at least this many pre-selected rows are scored exactly (re
 VECTOR_COLUMN = "embedding_vector"
 VECTOR_INDEX = "ix_articles_embedding_vector"
 EXACT_UP_TO = 20_000  # filtered meaning search reads this many vectors exactly; beyond, the HNSW index serves
-EF_SEARCH_MIN, EF_SEARCH_MAX = 40, 1000  # pgvector's default and its maximum: the index scan yields at most this many
+# candidates the HNSW index scan keeps (hnsw.ef_search), pgvector's most: at a million, recall@20 against exact search
+# 0.953 (0.902 at 200, what the search asks; 0.823 at pgvector's default, 40) for 16 ms a search against 7 (bench/archive.py)
+EF_SEARCH = 1000
 ITERATIVE_SINCE = (0, 8)  # pgvector's iterative index scans: a filtered search reads on through the index until k rows pass
 
 _vector = literal_column(f"articles.{VECTOR_COLUMN}", Vector())
@@ -70,7 +72,7 @@ def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: l
 
     Unfiltered, or when more than EXACT_UP_TO articles pass the filters, pgvector's HNSW index serves:
     where the server's pgvector has iterative scans (0.8 and later), it reads on through the index, in
-    distance order, until k rows pass the filters; before that it yields up to EF_SEARCH_MAX candidates
+    distance order, until k rows pass the filters; before that it yields up to EF_SEARCH candidates
     and the filters apply to those (approximate: a filter that keeps a small share of a large archive
     may find fewer). Otherwise an exact scan of the articles the filters let through, like the
     in-memory search.
@@ -86,10 +88,8 @@ def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: l
         passing = statement.with_only_columns(Article.id).limit(EXACT_UP_TO + 1).subquery()
         exact = session.scalar(select(func.count()).select_from(passing)) <= EXACT_UP_TO
     if not exact:
-        iterative = bool(filters) and iterative_scans(session)
-        ef_search = min(max(k, EF_SEARCH_MIN) if not filters or iterative else EF_SEARCH_MAX, EF_SEARCH_MAX)
-        session.execute(select(func.set_config("hnsw.ef_search", str(ef_search), True)))  # for this transaction
-        if iterative:
+        session.execute(select(func.set_config("hnsw.ef_search", str(EF_SEARCH), True)))  # for this transaction
+        if filters and iterative_scans(session):
             session.execute(select(func.set_config("hnsw.iterative_scan", "strict_order", True)))
     # the index serves only ORDER BY the distance alone; `+ 0` keeps the planner off it, for an exact scan
     order = (distance + literal_column("0"), Article.id) if exact else (distance,)
@@ -108,9 +108,10 @@ class VectorIndex:
     (in_database), search asks the store, and only the stories' filters are held.
 
     Where that is, is chosen by `where`: "memory", "database" (pgvector wherever migration 0006 made its column),
-    or "auto": pgvector only where it has iterative index scans (0.8 and later). Before those, at a million articles,
-    pgvector 0.6.2's HNSW index found 0.83 of the true 20 nearest and took 1.2 s a filtered search, against 0.975
-    and 46 ms here (README, "A year's archive").
+    or "auto", which is memory on every pgvector measured: at a million articles, pgvector 0.8.5 with its iterative
+    index scans took 1.7 s a filtered search (reading each vector a narrow filter lets through from the table) and
+    found 0.70 of the true 20 nearest for a wide one, pgvector 0.6.2 1.1 s; here 0.1 s and 0.975 (README, "A year's
+    archive"). "database" spares each web process the vectors (1.6 GB at a million) where memory is short.
     """
 
     def __init__(self, *, where: VectorSearch = "auto", approximate_from: int = APPROXIMATE_FROM) -> None:
@@ -137,9 +138,7 @@ class VectorIndex:
 
     def in_database(self, session: Session) -> bool:
         """Whether searches through this index run in the store (pgvector) rather than in memory."""
-        if self.where == "memory" or not in_database(session):
-            return False
-        return self.where == "database" or iterative_scans(session)
+        return self.where == "database" and in_database(session)
 
     @property
     def holds(self) -> bool:
