@@ -103,8 +103,11 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
             listed = total, list(session.scalars(newest_first.limit(limit).offset(offset)))
         total, rows = listed[0], [(story_id, None, 0.0) for story_id in listed[1]]
     elif query.mode == "words" and terms is not None:
-        per_story = _narrowed(session, query, vectors, story_filters(query, dialect, per_story=True))
-        rows, total, part = ranked_words(session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest)
+        per_story = story_filters(query, dialect, per_story=True)
+        among = _narrow_stories(session, query, vectors) if per_story else None
+        rows, total, part = ranked_words(
+            session, terms, per_story, since=query.since, until=query.until, limit=limit, offset=offset, newest=newest, among=among
+        )
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
         matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
@@ -211,26 +214,25 @@ def _candidates(
     chosen = list(facet_filters(query, session.get_bind().dialect.name, per_story=True).values()) if faceted else []
     words = []
     if terms:
-        filters = _narrowed(session, query, vectors, [*base_filters(query, per_story=True), *chosen], facets=faceted)
+        filters = [*base_filters(query, per_story=True), *chosen]
+        among = _narrow_stories(session, query, vectors, facets=faceted) if filters else None
         words, _total, _slice = ranked_words(
-            session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=ENOUGH_CANDIDATES
+            session, terms, filters, since=query.since, until=query.until, limit=CANDIDATES, offset=0, newest=False, enough=ENOUGH_CANDIDATES, among=among
         )
     meaning = _meaning(session, query, chosen, vectors, vector) if vector is not None else []
     return words, meaning
 
 
-def _narrowed(session: Session, query: SearchQuery, vectors: VectorIndex, filters: list, *, facets: bool = True) -> list:
-    """A word search's filters, led by the ids of the stories they let through where the vector index holds the
-    stories' filters and they let few through (asked again once it is brought up to date): every match in a slice is tested, and a
-    narrow filter widens the slices, so the ids' set (built once per statement) spares testing each match's story
-    (Dahua in the US at a million: 102 ms of a hybrid search's words half). The store's filters still follow."""
-    if not filters or not vectors.holds or not _narrow(vectors.stories.passing(query, facets=facets)):
-        return filters
+def _narrow_stories(session: Session, query: SearchQuery, vectors: VectorIndex, *, facets: bool = True) -> list[int] | None:
+    """The ids of the stories a word search's filters let through, where the vector index holds the stories' filters
+    and they let few through (asked again once it is brought up to date); None otherwise. Every match in a slice is
+    tested, and a narrow filter widens the slices, so testing each match's story against the ids' set (built once per
+    statement) spares reading the story's row (Dahua in the US at a million: 102 ms of a hybrid search's words half)."""
+    if not vectors.holds or not _narrow(vectors.stories.passing(query, facets=facets)):
+        return None
     vectors.refresh(session)  # only now: a wide filter's search would pay for it and gain nothing
     stories = vectors.stories.passing(query, facets=facets)
-    if not _narrow(stories):
-        return filters
-    return [one_of(Story.id, np.flatnonzero(stories).tolist(), session.get_bind().dialect.name), *filters]
+    return np.flatnonzero(stories).tolist() if _narrow(stories) else None
 
 
 def _listed_in_memory(session: Session, query: SearchQuery, vectors: VectorIndex, offset: int, limit: int) -> tuple[int, list[int]] | None:

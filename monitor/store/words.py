@@ -26,7 +26,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table, text
 from sqlalchemy.orm import Session
 
-from monitor.store.filters import story_date
+from monitor.store.filters import one_of, story_date
 from monitor.store.models import Article, Story
 from monitor.store.terms import Terms
 
@@ -83,11 +83,14 @@ def ranked_words(
     offset: int,
     newest: bool,
     enough: int | None = None,
+    among: list[int] | None = None,
 ) -> tuple[list[tuple], int, Slice]:
     """(story id, best article id, rank) of a page of the stories whose articles hold the words, best or newest first;
     their number in the slice searched (a lower bound unless the slice is complete); and the slice.
 
-    A slice holding `enough` stories (the whole page when None) ends the widening; the page is taken from it.
+    A slice holding `enough` stories (the whole page when None) ends the widening; the page is taken from it. among:
+    the ids of the only stories the filters can let through, where they are known and few, tested on each match's
+    story id as it is read, before the story's own row (Dahua in the US at a million: 40 against 70 ms a statement).
     """
     dialect = session.get_bind().dialect.name
     parts = slices(session, since, until)
@@ -95,7 +98,8 @@ def ranked_words(
         n = 0
         while True:
             part, wanted = parts[n], enough or offset + limit
-            rows, total = _ranked(session, dialect, terms, filters, part, [p.floor for p in parts[:n]], limit=limit, offset=offset, newest=newest)
+            inner = [p.floor for p in parts[:n]]
+            rows, total = _ranked(session, dialect, terms, filters, part, inner, among, limit=limit, offset=offset, newest=newest)
             if total >= wanted or part.complete:
                 if part.complete and not rows and offset:  # a page past the end: the count without the rows
                     found = word_matches(dialect, terms, part).subquery()
@@ -211,7 +215,17 @@ def _tier(article_id, inner: list[int]) -> list:
 
 
 def _ranked(
-    session: Session, dialect: str, terms: Terms, filters: list, part: Slice, inner: list[int], *, limit: int, offset: int, newest: bool
+    session: Session,
+    dialect: str,
+    terms: Terms,
+    filters: list,
+    part: Slice,
+    inner: list[int],
+    among: list[int] | None,
+    *,
+    limit: int,
+    offset: int,
+    newest: bool,
 ) -> tuple[list[tuple], int]:
     """A page of the stories matching the words within a slice, and their number there (count(*) OVER (): the same pass)."""
     if dialect == "sqlite":
@@ -219,6 +233,8 @@ def _ranked(
         hits = select(index.c.rowid.label("id"), (-index.c.rank).label("rank")).where(match(terms.fts5()), *_within(index.c.rowid, part)).subquery()
         best = func.max(hits.c.rank)  # SQLite returns the other columns of the row holding the max
         story_id = story_map.c.story_id
+        if among is not None:
+            filters = [one_of(story_id, among, dialect), *filters]
         statement = (
             select(story_id, story_map.c.article_id, best, func.count().over())
             .select_from(hits)
@@ -231,6 +247,8 @@ def _ranked(
     else:
         query = tsquery(terms)
         source, words, ids = _postgresql_words(part)
+        if among is not None:
+            filters = [one_of(Article.story_id, among, dialect), *filters]
         hits = (
             select(Article.story_id, Article.id, func.ts_rank(words, query).label("rank"), story_date().label("at"))
             .select_from(source)
