@@ -52,6 +52,7 @@ class StoryFilters:
         self._held = _Held()
         self._last_story = 0
         self._updated_mark: datetime | None = None  # the latest last_updated_at when stories were last read
+        self._read_at: dict[int, datetime] = {}  # the stories read within CLOCK_MARGIN of that mark: the update read
 
     @property
     def nbytes(self) -> int:
@@ -75,22 +76,27 @@ class StoryFilters:
         self._held = replace(held, values=held.values | {"sources": _extended(held.values["sources"], named)})
 
     def _changed(self, session: Session) -> set[int]:
-        """The stories stored or updated since the last call: updated ones a margin earlier, for writers' clocks."""
+        """The stories stored or updated since the last call: updated ones a margin earlier, for writers' clocks, less
+        those whose update was read already (reading them again at every search cost 5 ms at a million)."""
         changed = set(session.scalars(select(Story.id).where(Story.id > self._last_story)))
-        return changed | set(session.scalars(select(Story.id).where(Story.last_updated_at >= self._updated_mark - CLOCK_MARGIN)))
+        updated = session.execute(select(Story.id, Story.last_updated_at).where(Story.last_updated_at >= self._updated_mark - CLOCK_MARGIN))
+        return changed | {story_id for story_id, at in updated if self._read_at.get(story_id) != at}
 
     def _read_stories(self, session: Session, dialect: str, ids: list[int] | None) -> _Held:
         """The held arrays with these stories (every story, for None) read again; the old arrays are left to readers."""
         held = self._held
         mark = session.scalar(select(func.max(Story.last_updated_at)))  # before reading: an update meanwhile is read next time
         among = [] if ids is None else [one_of(Story.id, ids, dialect)]
-        rows = session.execute(select(Story.id, epoch_seconds(story_date(), dialect)).where(*among)).all()
+        rows = session.execute(select(Story.id, epoch_seconds(story_date(), dialect), Story.last_updated_at).where(*among)).all()
         if not rows:
             return held
         read = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
         dates = _grown(held.dates, int(read.max()) + 1)
         dates[read] = [row[1] or 0 for row in rows]
         self._last_story, self._updated_mark = max(self._last_story, int(read.max())), mark
+        since = mark - CLOCK_MARGIN if mark else None
+        fresh = {row[0]: row[2] for row in rows if since and row[2] and row[2] >= since}
+        self._read_at = {story_id: at for story_id, at in (self._read_at | fresh).items() if since and at >= since}
         relevant = {topic: _grown(flags, len(dates)) for topic, flags in held.relevant.items()}
         for flags in relevant.values():
             flags[read] = False
