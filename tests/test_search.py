@@ -16,6 +16,7 @@ from monitor.domain import Candidate, TopicVerdict
 from monitor.embed import to_bytes
 from monitor.store import repository as repo
 from monitor.store.db import alembic_config, make_engine, session_factory
+from monitor.store.hits import RUN_GAP, page_hits
 from monitor.store.models import Article
 from monitor.store.search import (
     SearchError,
@@ -26,6 +27,8 @@ from monitor.store.search import (
     similar_stories,
 )
 from monitor.store.terms import fuse, parse_terms
+
+from bench.archive_data import fill
 
 from .conftest import readers_labels_stand_in
 
@@ -334,6 +337,24 @@ def test_snippets_escape_what_they_show(sessions, embedder):
     if sessions.kw["bind"].dialect.name == "sqlite":  # PostgreSQL's ts_headline leaves tags out; FTS5 keeps the text as it is
         assert "&lt;b&gt;<mark>councils</mark>&lt;/b&gt;" in snippet and "&lt;script&gt;" in snippet
     assert page.results[0].title.startswith("<script>")  # the hit holds the raw title; pages escape it
+
+
+def test_snippets_mark_the_words_of_hits_close_together_and_far_apart(sessions):
+    """FTS5 reads a page's hits within their rowid range where they lie close together, and seeks each where they
+    are spread out (hits.RUN_GAP, as meaning finds them): the same marked passages either way."""
+    fill(sessions, 0, 30, np.eye(384, dtype=np.float32)[:5], seed=3)
+    fill(sessions, 30 + RUN_GAP, 30, np.eye(384, dtype=np.float32)[:5], seed=4)  # ids from RUN_GAP + 31 on
+    near, far = [1, 2, 3], [RUN_GAP + 31, RUN_GAP + 32]
+    terms = parse_terms("said")
+    with sessions() as session:
+        dialect = session.get_bind().dialect.name
+        snippets = {}
+        for ids in ([near[0]], near, far, near + far):
+            hits = page_hits(session, dialect, [(i, i, 0.0) for i in ids], terms, TOPIC, matched={}, similarity={})
+            assert [hit.article_id for hit in hits] == ids
+            for hit in hits:
+                assert "<mark>said</mark>" in hit.snippet.lower(), hit.snippet
+                assert snippets.setdefault(hit.article_id, hit.snippet) == hit.snippet
 
 
 def test_private_use_characters_in_an_article_never_become_marks(sessions, embedder):
