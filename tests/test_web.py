@@ -16,6 +16,7 @@ from sqlalchemy import select
 from monitor.notify.digest import build_digest
 from monitor.notify.slack import alert_message, batch_message
 from monitor.store.models import Article, Story
+from monitor.store.search import VectorIndex
 from monitor.store.views import story_views
 from monitor.web.app import create_app
 
@@ -402,3 +403,14 @@ def test_story_and_article_pages_offer_the_reader_s_verdict(client):
     article = client.get(f"/articles/{story['article_id']}").text
     assert f'action="/articles/{story["article_id"]}/label"' in article and "Not relevant</button>" in article
 
+
+
+def test_the_archive_searches_the_vector_index_it_is_given_though_empty_at_start(stored, embedder, config):
+    """`monitor serve` hands the app an index still empty while its warm-up loads it: the app searches that one,
+    not a second copy of the vectors of its own."""
+    sessions, settings = stored
+    vectors = VectorIndex(where=settings.vector_search)
+    with TestClient(create_app(sessions=sessions, embedder=embedder, config=config, settings=settings, vectors=vectors)) as client:
+        assert not len(vectors)
+        assert search(client, q="cameras removed from government buildings", mode="meaning")["results"]
+    assert len(vectors)

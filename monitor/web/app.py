@@ -108,7 +108,8 @@ def create_app(
         ),
         version="1",
     )
-    app.state.archive = Archive(sessions, embedder, config, settings, vectors or VectorIndex(where=settings.vector_search))
+    # `is None`, not `or`: an index is falsy while empty, as `monitor serve`'s is until its warm-up has loaded it
+    app.state.archive = Archive(sessions, embedder, config, settings, vectors if vectors is not None else VectorIndex(where=settings.vector_search))
     if clock is not None:
         app.state.archive.clock = clock
     app.state.metrics = metrics
