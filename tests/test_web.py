@@ -404,7 +404,6 @@ def test_story_and_article_pages_offer_the_reader_s_verdict(client):
     assert f'action="/articles/{story["article_id"]}/label"' in article and "Not relevant</button>" in article
 
 
-
 def test_the_archive_searches_the_vector_index_it_is_given_though_empty_at_start(stored, embedder, config):
     """`monitor serve` hands the app an index still empty while its warm-up loads it: the app searches that one,
     not a second copy of the vectors of its own."""
