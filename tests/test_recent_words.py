@@ -1,11 +1,13 @@
-"""The recent word index (migrations 0014 and 0017): the archive's last months, in which SQLite's bm25 counts its words
+"""The recent word index (migrations 0014, 0017 and 0018): the archive's last months, in which SQLite's bm25 counts its words
 and PostgreSQL's GIN index finds them, kept in step with the articles as they are stored, edited, deleted and age out
 of it; on both stores."""
 
 from __future__ import annotations
 
+from alembic import command
 from sqlalchemy import delete, select, text, update
 
+from monitor.store.db import alembic_config, make_engine, session_factory
 from monitor.store.models import Article
 from monitor.store.words import RECENT_FTS_TABLE, RECENT_WORDS_TABLE, keep_recent, recent_floor, slices
 
@@ -79,3 +81,19 @@ def test_it_follows_edits_and_deletions_and_lets_go_of_what_ages_out(sessions):
     assert indexed(sessions) == []
     assert words(sessions, "Zebracam").total == 2  # found in the whole archive's index
     assert_intact(sessions)
+
+
+
+def test_the_migration_gives_the_recent_words_stored_before_it_their_stories_and_downgrades(database_url):
+    engine = make_engine(database_url)
+    config = alembic_config(engine)
+    command.upgrade(config, "0017")
+    sessions = session_factory(engine)
+    story_ids = stored(sessions)
+    command.upgrade(config, "head")
+    page = words(sessions, "Hikvision", per_page=2)
+    assert page.total == 4 and {hit.story_id for hit in page.results} <= set(story_ids[-4:])
+    command.downgrade(config, "0017")
+    command.upgrade(config, "head")
+    assert words(sessions, "Hikvision", per_page=2).total == 4
+    engine.dispose()

@@ -66,7 +66,7 @@ class SearchPage:
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
-    """The objects of migrations 0004 to 0006 and 0014 to 0017 that the models do not declare (for Alembic's include_name)."""
+    """The objects of migrations 0004 to 0006 and 0014 to 0018 that the models do not declare (for Alembic's include_name)."""
     if not name:
         return False
     tables = type_ == "table" and (name.startswith(FTS_TABLE) or name in (STORY_MAP, RECENT_WORDS_TABLE))

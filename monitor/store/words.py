@@ -33,7 +33,7 @@ from monitor.store.terms import Terms
 # the search objects that migrations 0004 and 0005 add beside the models
 FTS_TABLE = "articles_fts"
 RECENT_FTS_TABLE = "articles_fts_recent"  # SQLite: the articles from the id in RECENT_FLOOR on (migration 0014)
-RECENT_WORDS_TABLE = "articles_recent_words"  # PostgreSQL: their ids and tsvectors, GIN-indexed (migration 0017)
+RECENT_WORDS_TABLE = "articles_recent_words"  # PostgreSQL: their ids, stories and tsvectors, GIN-indexed (migrations 0017, 0018)
 RECENT_FLOOR = "articles_fts_recent_floor"  # both stores
 STORY_MAP = "article_stories"  # SQLite: (article_id, story_id), narrow, for joining word matches to stories
 TSVECTOR_COLUMN = "search_vector"
@@ -49,7 +49,7 @@ fts_match = literal_column(FTS_TABLE).op("MATCH")
 recent_fts = table(RECENT_FTS_TABLE, column("rowid", Integer), column("rank"))
 recent_fts_match = literal_column(RECENT_FTS_TABLE).op("MATCH")
 recent_floor = table(RECENT_FLOOR, column("id", Integer))
-recent_words = table(RECENT_WORDS_TABLE, column("id", Integer), column(TSVECTOR_COLUMN))
+recent_words = table(RECENT_WORDS_TABLE, column("id", Integer), column("story_id", Integer), column(TSVECTOR_COLUMN))
 story_map = table(STORY_MAP, column("article_id", Integer), column("story_id", Integer))
 tsvector = literal_column(f"articles.{TSVECTOR_COLUMN}")
 
@@ -198,10 +198,11 @@ def _first_fetched(at: datetime):
 
 
 def _postgresql_words(part: Slice) -> tuple:
-    """(what to read from, the tsvector, the article id) for a slice on PostgreSQL: its recent words where it lies within them."""
+    """(what to read from, the tsvector, the article id, its story id) for a slice on PostgreSQL: its recent words
+    where it lies within them, which carry the story id, so that no match reads its article's row for it."""
     if part.recent:
-        return recent_words.join(Article, Article.id == recent_words.c.id), recent_words.c[TSVECTOR_COLUMN], recent_words.c.id
-    return Article.__table__, tsvector, Article.id
+        return recent_words, recent_words.c[TSVECTOR_COLUMN], recent_words.c.id, recent_words.c.story_id
+    return Article.__table__, tsvector, Article.id, Article.story_id
 
 
 def _within(ids, part: Slice) -> list:
@@ -246,13 +247,13 @@ def _ranked(
         )
     else:
         query = tsquery(terms)
-        source, words, ids = _postgresql_words(part)
+        source, words, ids, story_id = _postgresql_words(part)
         if among is not None:
-            filters = [one_of(Article.story_id, among, dialect), *filters]
+            filters = [one_of(story_id, among, dialect), *filters]
         hits = (
-            select(Article.story_id, Article.id, func.ts_rank(words, query).label("rank"), story_date().label("at"))
+            select(story_id.label("story_id"), ids.label("id"), func.ts_rank(words, query).label("rank"), story_date().label("at"))
             .select_from(source)
-            .join(Story, Story.id == Article.story_id)
+            .join(Story, Story.id == story_id)
             .where(words.op("@@")(query), *_within(ids, part), *filters)
             .subquery()
         )
@@ -273,5 +274,5 @@ def word_matches(dialect: str, terms: Terms, part: Slice = Slice()):
         index, match = part.index()
         matches = select(story_map.c.story_id).select_from(index).join(story_map, story_map.c.article_id == index.c.rowid)
         return matches.where(match(terms.fts5()), *_within(index.c.rowid, part)).distinct()
-    source, words, ids = _postgresql_words(part)
-    return select(Article.story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), Article.story_id.is_not(None)).distinct()
+    source, words, ids, story_id = _postgresql_words(part)
+    return select(story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), story_id.is_not(None)).distinct()
