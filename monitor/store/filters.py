@@ -63,8 +63,8 @@ def base_filters(query: SearchQuery, *, per_story: bool = False) -> list:
     conditions = []
     if query.relevant:
         topic = (StoryTopic.topic == clean(query.topic), StoryTopic.relevant.is_(True))
-        if per_story:
-            conditions.append(exists().where(StoryTopic.story_id == Story.id, *topic))
+        if per_story:  # a scalar subquery, where PostgreSQL would make EXISTS a join reading every relevant story
+            conditions.append(select(StoryTopic.relevant).where(StoryTopic.story_id == Story.id, *topic).scalar_subquery().is_(True))
         else:
             conditions.append(Story.id.in_(select(StoryTopic.story_id).where(*topic)))
     start, end = date_span(query)
