@@ -83,7 +83,6 @@ def test_it_follows_edits_and_deletions_and_lets_go_of_what_ages_out(sessions):
     assert_intact(sessions)
 
 
-
 def test_the_migration_gives_the_recent_words_stored_before_it_their_stories_and_downgrades(database_url):
     engine = make_engine(database_url)
     config = alembic_config(engine)

@@ -251,7 +251,7 @@ def _ranked(
         if among is not None:
             filters = [one_of(story_id, among, dialect), *filters]
         hits = (
-            select(story_id.label("story_id"), ids.label("id"), func.ts_rank(words, query).label("rank"), story_date().label("at"))
+            select(story_id, ids, func.ts_rank(words, query).label("rank"), story_date().label("at"))
             .select_from(source)
             .join(Story, Story.id == story_id)
             .where(words.op("@@")(query), *_within(ids, part), *filters)

@@ -3,8 +3,8 @@
 A word search over the archive's last months (0017) ranks stories, so each match needed its article's row for
 the story id: at a million, 5,888 matches of "council procurement" in the 120-day slice, a random read of the
 articles table each, 36 ms of a narrow filter's search. `articles_recent_words.story_id` holds it beside the
-words, filled here and kept by the trigger, which now also runs when an article moves to another story (a merge,
-or its story deleted: the foreign key's SET NULL is an update like any other).
+words, filled here and kept by the trigger, which now also runs when an article's story is set: as it is placed
+(after its insert), moved to another story, or its story deleted (the foreign key's SET NULL is an update too).
 
 Revision ID: 0018
 Revises: 0017
