@@ -31,6 +31,7 @@ from monitor.demo.site import load_demo_articles
 from monitor.store.db import make_engine, session_factory, upgrade
 from monitor.store.facets import record_values
 from monitor.store.models import Article, Feed, Story, StoryTopic
+from monitor.store.word_blocks import keep_blocks
 from monitor.store.words import keep_recent
 
 from bench import cache
@@ -140,6 +141,7 @@ def sqlite_archive(size: int, directions: np.ndarray) -> tuple[str, float]:
     built = fill(sessions, have, size - have, directions, seed=size + have, progress="SQLite") if have < size else 0.0
     with sessions.begin() as session:
         keep_recent(session, NOW)  # the recent word index took every generated article in: it keeps the last weeks
+        keep_blocks(session)  # the blocks past the two made at the first upgrade (which took their articles in one by one)
     engine.dispose()
     return url, built
 
@@ -175,6 +177,7 @@ def _build_postgres(url: str, size: int, directions: np.ndarray) -> float:
         built = fill(sessions, have, size - have, directions, seed=size + have, progress="PostgreSQL")
         with sessions.begin() as session:
             keep_recent(session, NOW)  # as on SQLite: the recent words took every generated article in
+            keep_blocks(session)  # as on SQLite; each partial index past the first two built once its articles are in
     with engine.begin() as connection:
         for name, statement in POSTGRES_INDEXES.items():
             if connection.scalar(text("SELECT to_regclass(:name)"), {"name": name}) is None:

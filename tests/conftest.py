@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from sqlalchemy import Column, Integer, MetaData, Table
+from sqlalchemy import Column, Integer, MetaData, Table, inspect
 from sqlalchemy.orm import sessionmaker
 
 from monitor.config import LOOPBACK_NETWORKS, Settings, load_config
@@ -109,16 +109,23 @@ class Archive:
 
 
 @contextmanager
-def readers_labels_stand_in(engine) -> Iterator[None]:
+def later_tables_stand_in(engine) -> Iterator[None]:
     """For a test that stores articles under an old schema with today's repository: it reads readers' labels
-    (migration 0010) and the recent word index's floor (0014 on SQLite, 0017 on PostgreSQL), so empty tables stand in
-    for them, dropped again before the upgrade creates them."""
+    (migration 0010), the recent word index's floor (0014 on SQLite, 0017 on PostgreSQL) and the word blocks made
+    (0019), so tables stand in for those the schema lacks, dropped again before the upgrade creates them: empty, but
+    for a block made far ahead, so that none is made before 0019 makes them."""
     from monitor.store.models import Label
+    from monitor.store.word_blocks import blocks_made
     from monitor.store.words import recent_floor
 
-    stand_ins = [Label.__table__, Table(recent_floor.name, MetaData(), Column("id", Integer))]
+    blocks = Table(blocks_made.name, MetaData(), Column("block", Integer))
+    present = set(inspect(engine).get_table_names())
+    stand_ins = [t for t in (Label.__table__, Table(recent_floor.name, MetaData(), Column("id", Integer)), blocks) if t.name not in present]
     for stand_in in stand_ins:
         stand_in.create(engine)
+    if blocks in stand_ins:
+        with engine.begin() as connection:
+            connection.execute(blocks.insert().values(block=2**30))
     try:
         yield
     finally:

@@ -25,7 +25,7 @@ from monitor.store.models import Article, Base
 from monitor.store.search import SearchQuery, VectorIndex, is_search_index, search, similar_stories
 from monitor.store.vectors import has_iterative_scans, in_database, iterative_scans, nearest_in_database
 
-from .conftest import REQUIRE_POSTGRES, archive_settings, readers_labels_stand_in
+from .conftest import REQUIRE_POSTGRES, archive_settings, later_tables_stand_in
 from .pgserver import BUNDLES, Unavailable, copy_install, pgserver_install, pgvector_postgres
 from .test_search import AUSTRALIA, CANADA, NEW_ZEALAND, TOPIC, store
 
@@ -131,7 +131,7 @@ def test_the_migration_adds_a_filled_vector_column_an_hnsw_index_and_matches_the
     config = alembic_config(engine)
     command.upgrade(config, "0005")
     sessions = session_factory(engine)
-    with readers_labels_stand_in(engine):
+    with later_tables_stand_in(engine):
         before = store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
     command.upgrade(config, "head")
     with engine.connect() as connection:

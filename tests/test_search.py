@@ -30,7 +30,7 @@ from monitor.store.terms import fuse, parse_terms
 
 from bench.archive_data import fill
 
-from .conftest import readers_labels_stand_in
+from .conftest import later_tables_stand_in
 
 
 TOPIC = "china-surveillance-bans"
@@ -403,7 +403,7 @@ def test_the_migration_indexes_articles_stored_before_it_and_downgrades(database
     config = alembic_config(engine)
     command.upgrade(config, "0003")
     sessions = session_factory(engine)
-    with readers_labels_stand_in(engine):
+    with later_tables_stand_in(engine):
         store(sessions, embedder, "https://x.example/old", "Hytera radios banned", "Police stopped buying Hytera radios.")
     command.upgrade(config, "head")
     assert words(sessions, "Hytera").total == 1
@@ -419,7 +419,7 @@ def test_the_migration_takes_the_sentinels_out_of_articles_stored_before_it(data
     engine = make_engine(database_url)
     command.upgrade(alembic_config(engine), "0006")
     sessions = session_factory(engine)
-    with readers_labels_stand_in(engine):
+    with later_tables_stand_in(engine):
         article_id = store(sessions, embedder, "https://x.example/old", "Harbour cameras", "Old harbour text.")
     with sessions.begin() as session:
         session.execute(update(Article).where(Article.id == article_id).values(text="Old \ue001harbour\ue000 text."))

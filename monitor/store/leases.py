@@ -11,6 +11,7 @@ from monitor.store.models import Feed
 
 PLACEMENT_LOCK = 0x6D6F6E69746F72  # "monitor": the advisory lock key that serialises story placement
 FEEDS_LOCK = PLACEMENT_LOCK + 1  # serialises bringing the feeds table in line with feeds.yaml
+WORD_BLOCKS_LOCK = PLACEMENT_LOCK + 2  # serialises making the word index's next block (monitor/store/word_blocks.py)
 
 
 def _hold(session: Session, key: int) -> None:
@@ -30,6 +31,11 @@ def lock_placement(session: Session) -> None:
 def lock_feeds(session: Session) -> None:
     """Hold the feeds lock until the caller's transaction ends: processes started at once add each feed once."""
     _hold(session, FEEDS_LOCK)
+
+
+def lock_word_blocks(session: Session) -> None:
+    """Hold the word blocks' lock until the caller's transaction ends: processes storing at once make each block once."""
+    _hold(session, WORD_BLOCKS_LOCK)
 
 
 def _free(now: datetime):

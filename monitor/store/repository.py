@@ -15,6 +15,7 @@ from monitor.domain import Candidate, TopicVerdict
 from monitor.store import feedback
 from monitor.store.models import Article, ArticleTopic, Story, StoryTopic
 from monitor.store.terms import unmarked
+from monitor.store.word_blocks import keep_blocks
 from monitor.store.words import keep_recent
 from monitor.times import article_time
 
@@ -97,11 +98,13 @@ def update_article(session: Session, item: StoredArticle, *, now: datetime) -> t
 
 
 def add_articles(session: Session, items: list[StoredArticle], *, now: datetime) -> dict[str, int]:
-    """Insert new articles with their verdicts; a URL stored meanwhile by another worker is skipped. The recent word
-    index lets go of the articles that have aged out of it (monitor/store/words.py).
+    """Insert new articles with their verdicts; a URL stored meanwhile by another worker is skipped. The word index's
+    next block is made before they go in where they near it, and the recent word index lets go of the articles that
+    have aged out of it (monitor/store/word_blocks.py, monitor/store/words.py).
 
     Returns the id of each article stored, by URL.
     """
+    keep_blocks(session)
     ids: dict[str, int] = {}
     already = known_urls(session, [item.candidate.url for item in items])
     for item in items:

@@ -17,6 +17,7 @@ from monitor.store.hits import SearchHit, page_hits
 from monitor.store.models import Article, Story
 from monitor.store.terms import Terms, clean, fuse, parse_terms
 from monitor.store.vectors import VECTOR_COLUMN, VECTOR_INDEX, VectorIndex, nearest_in_database
+from monitor.store.word_blocks import INDEX_PREFIX as BLOCK_INDEX_PREFIX
 from monitor.store.words import (
     FTS_TABLE,
     RECENT_WORDS_TABLE,
@@ -66,11 +67,12 @@ class SearchPage:
 
 
 def is_search_index(name: str | None, type_: str, parent_names: dict | None = None) -> bool:
-    """The objects of migrations 0004 to 0006 and 0014 to 0018 that the models do not declare (for Alembic's include_name)."""
+    """The objects of migrations 0004 to 0006 and 0014 to 0019 that the models do not declare (for Alembic's include_name)."""
     if not name:
         return False
     tables = type_ == "table" and (name.startswith(FTS_TABLE) or name in (STORY_MAP, RECENT_WORDS_TABLE))
-    return tables or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX, VECTOR_COLUMN, VECTOR_INDEX, OUTLET_INDEX)
+    blocks = type_ == "index" and name.startswith(BLOCK_INDEX_PREFIX)
+    return tables or blocks or name in (TSVECTOR_COLUMN, TSVECTOR_INDEX, VECTOR_COLUMN, VECTOR_INDEX, OUTLET_INDEX)
 
 
 def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_vector: np.ndarray | None, facets: bool = False) -> SearchPage:

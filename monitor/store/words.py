@@ -12,6 +12,8 @@ fetched_at), which FTS5 serves from its rowids and PostgreSQL from its primary k
 A slice within the archive's last RECENT is ranked in a word index of those weeks alone: on SQLite (migration 0014),
 bm25 counts each word's articles across the index it ranks in, which at a million cost more than the ranking; on
 PostgreSQL (0017), the GIN index yields every match of the index it reads before the slice's id range cuts them.
+An older slice within at most MAX_BLOCKS blocks of ids is ranked in those blocks' indexes (monitor/store/word_blocks.py),
+each with its own counts; one reaching further, in the whole archive's.
 The total is the slice's count, exact once the slice is the whole archive (or all a date filter allows), else a
 lower bound: counting every match of a common word costs what ranking them did.
 """
@@ -23,12 +25,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table, text
+from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table, text, union, union_all
 from sqlalchemy.orm import Session
 
 from monitor.store.filters import one_of, story_date
 from monitor.store.models import Article, Story
 from monitor.store.terms import Terms
+from monitor.store.word_blocks import BLOCK, blocks_made, bounds, table_name
 
 # the search objects that migrations 0004 and 0005 add beside the models
 FTS_TABLE = "articles_fts"
@@ -43,10 +46,17 @@ REGCONFIG = literal_column("'english'::regconfig")
 WINDOWS = (timedelta(days=7), timedelta(days=30), timedelta(days=120), timedelta(days=365))  # the slices before the whole archive
 MARGIN = timedelta(days=7)  # a date filter's slice reaches this far past its days: an article's fetch and its story's date differ
 RECENT = WINDOWS[2] + timedelta(days=1)  # what the recent word index keeps: the 120-day slice, and a day for the clock's drift
+MAX_BLOCKS = 3  # blocks of ids a slice is ranked in, at most, rather than in the whole archive's index
 
-fts = table(FTS_TABLE, column("rowid", Integer), column("rank"))
+
+
+def _fts(name: str):
+    return table(name, column("rowid", Integer), column("rank"))
+
+
+fts = _fts(FTS_TABLE)
 fts_match = literal_column(FTS_TABLE).op("MATCH")
-recent_fts = table(RECENT_FTS_TABLE, column("rowid", Integer), column("rank"))
+recent_fts = _fts(RECENT_FTS_TABLE)
 recent_fts_match = literal_column(RECENT_FTS_TABLE).op("MATCH")
 recent_floor = table(RECENT_FLOOR, column("id", Integer))
 recent_words = table(RECENT_WORDS_TABLE, column("id", Integer), column("story_id", Integer), column(TSVECTOR_COLUMN))
@@ -62,10 +72,15 @@ class Slice:
     ceiling: int | None = None
     complete: bool = True  # every article the date filters allow: its count of matches is the total
     recent: bool = False  # within the recent word index
+    blocks: tuple[int, ...] = ()  # else within these blocks' indexes (none: the whole archive's)
 
-    def index(self):
-        """The FTS5 table that ranks this slice's words, and its MATCH operator."""
-        return (recent_fts, recent_fts_match) if self.recent else (fts, fts_match)
+    def indexes(self) -> list[tuple]:
+        """The FTS5 tables that rank this slice's words, each with its MATCH operator."""
+        if self.recent:
+            return [(recent_fts, recent_fts_match)]
+        if self.blocks:
+            return [(_fts(table_name(block)), literal_column(table_name(block)).op("MATCH")) for block in self.blocks]
+        return [(fts, fts_match)]
 
 
 def tsquery(terms: Terms):
@@ -137,9 +152,8 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
 
     The windows end at the newest article stored (or at until); a week before since and a week after until bound every slice.
     """
-    values = [func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id)]
-    asked = [select(value).scalar_subquery() for value in (*values, recent_floor.c.id)]
-    newest, first, top, recent_from = session.execute(select(*asked)).one()
+    values = [func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id), recent_floor.c.id, func.max(blocks_made.c.block)]
+    newest, first, top, recent_from, made = session.execute(select(*(select(value).scalar_subquery() for value in values))).one()
     if newest is None:
         return [Slice()]
     end, stop = newest, None  # the windows end at the newest article or at until; the slices stop a week after until
@@ -156,12 +170,19 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
     for start in starts:
         if start is None or start <= first or (floor is not None and start <= floor):
             break
-        found.append(Slice(start, ceiling, complete=False, recent=_recent(start, recent_from)))
-    return [*found, Slice(floor, ceiling, recent=_recent(floor, recent_from))]
+        found.append(_slice(start, ceiling, False, first, top, recent_from, made))
+    return [*found, _slice(floor, ceiling, True, first, top, recent_from, made)]
 
 
-def _recent(floor: int | None, recent_from: int | None) -> bool:
-    return floor is not None and recent_from is not None and floor >= recent_from
+def _slice(floor: int | None, ceiling: int | None, complete: bool, first: int, top: int, recent_from: int | None, made: int | None) -> Slice:
+    """The slice with the index that ranks it: the recent one where it holds it, else the blocks it spans where they
+    are few (and not every block the archive spans: its whole index is then as small), else the whole archive's."""
+    if floor is not None and recent_from is not None and floor >= recent_from:
+        return Slice(floor, ceiling, complete, recent=True)
+    spanned = range((first if floor is None else floor) // BLOCK, (top if ceiling is None else ceiling - 1) // BLOCK + 1)
+    stored = range(first // BLOCK, top // BLOCK + 1)
+    within = made is not None and spanned and spanned[-1] <= made and len(spanned) <= MAX_BLOCKS and spanned != stored
+    return Slice(floor, ceiling, complete, blocks=tuple(spanned) if within else ())
 
 
 def keep_recent(session: Session, now: datetime) -> None:
@@ -230,8 +251,7 @@ def _ranked(
 ) -> tuple[list[tuple], int]:
     """A page of the stories matching the words within a slice, and their number there (count(*) OVER (): the same pass)."""
     if dialect == "sqlite":
-        index, match = part.index()
-        hits = select(index.c.rowid.label("id"), (-index.c.rank).label("rank")).where(match(terms.fts5()), *_within(index.c.rowid, part)).subquery()
+        hits = _sqlite_matches(terms, part, ranked=True)
         best = func.max(hits.c.rank)  # SQLite returns the other columns of the row holding the max
         story_id = story_map.c.story_id
         if among is not None:
@@ -250,13 +270,14 @@ def _ranked(
         source, words, ids, story_id = _postgresql_words(part)
         if among is not None:
             filters = [one_of(story_id, among, dialect), *filters]
-        hits = (
+        arms = [
             select(story_id, ids, func.ts_rank(words, query).label("rank"), story_date().label("at"))
             .select_from(source)
             .join(Story, Story.id == story_id)
-            .where(words.op("@@")(query), *_within(ids, part), *filters)
-            .subquery()
-        )
+            .where(words.op("@@")(query), *_within(ids, part), *block, *filters)
+            for block in _in_blocks(ids, part)
+        ]
+        hits = (arms[0] if len(arms) == 1 else union_all(*arms)).subquery()
         place = func.row_number().over(partition_by=hits.c.story_id, order_by=(hits.c.rank.desc(), hits.c.id))
         best = select(hits, place.label("place")).subquery()
         statement = (
@@ -271,8 +292,26 @@ def _ranked(
 def word_matches(dialect: str, terms: Terms, part: Slice = Slice()):
     """The ids of the stories whose articles within a slice hold the words (a subquery, each id once)."""
     if dialect == "sqlite":
-        index, match = part.index()
-        matches = select(story_map.c.story_id).select_from(index).join(story_map, story_map.c.article_id == index.c.rowid)
-        return matches.where(match(terms.fts5()), *_within(index.c.rowid, part)).distinct()
+        hits = _sqlite_matches(terms, part, ranked=False)
+        return select(story_map.c.story_id).select_from(hits).join(story_map, story_map.c.article_id == hits.c.id).distinct()
     source, words, ids, story_id = _postgresql_words(part)
-    return select(story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), story_id.is_not(None)).distinct()
+    arms = [
+        select(story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), *block, story_id.is_not(None)).distinct()
+        for block in _in_blocks(ids, part)
+    ]
+    return arms[0] if len(arms) == 1 else union(*arms)
+
+
+def _sqlite_matches(terms: Terms, part: Slice, *, ranked: bool):
+    """The ids of a slice's matches on SQLite (with their rank, higher better), from each index that ranks it."""
+    arms = [
+        select(index.c.rowid.label("id"), *([(-index.c.rank).label("rank")] if ranked else [])).where(match(terms.fts5()), *_within(index.c.rowid, part))
+        for index, match in part.indexes()
+    ]
+    return (arms[0] if len(arms) == 1 else union_all(*arms)).subquery()
+
+
+def _in_blocks(ids, part: Slice) -> list[list]:
+    """PostgreSQL: a list of conditions for each block ranking the slice, its bounds written as numbers, from which the
+    planner proves that the block's partial index serves it; one empty list where the slice has no blocks."""
+    return [[ids >= literal_column(str(low)), ids < literal_column(str(high))] for low, high in map(bounds, part.blocks)] or [[]]
