@@ -31,6 +31,8 @@ from monitor.store.models import Article, Story
 from monitor.store.search import CANDIDATES, VectorIndex
 from monitor.store.memory_filters import StoryFilters
 from monitor.store.vectors import nearest_in_database
+from monitor.store.word_blocks import INDEX_PREFIX as BLOCK_INDEX_PREFIX
+from monitor.store.words import RECENT_WORDS_TABLE
 from monitor.web.app import create_app
 
 from bench import cache
@@ -64,17 +66,22 @@ def _queries(rng: random.Random) -> list[dict]:
 def measure(client: TestClient, queries: list[dict], mode: str, server: Path | None = None, **extra) -> dict:
     """Wall milliseconds (p50, p95) and CPU milliseconds (mean): this process's, and the database server's when it is
     another (its data folder given), which a busy machine does not inflate as it does wall time."""
-    times, found = [], 0
+    times, found, by_filter = [], 0, {}
     cpu = time.process_time(), _server_cpu(server)
     for params in queries:
         started = time.perf_counter()
         answer = client.get("/api/search", params={**params, "mode": mode, **extra})
         times.append((time.perf_counter() - started) * 1000)
+        by_filter.setdefault(_label({name: value for name, value in params.items() if name != "q"}), []).append(times[-1])
         answer.raise_for_status()
         found += answer.json()["total"] > 0
     spent = time.process_time() - cpu[0] + _server_cpu(server) - cpu[1]
     times.sort()
-    return {"p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))], "cpu": spent * 1000 / len(queries), "answered": found / len(queries)}
+    slowest = max(by_filter, key=lambda label: statistics.median(by_filter[label]))
+    return {
+        "p50": statistics.median(times), "p95": times[int(0.95 * (len(times) - 1))], "cpu": spent * 1000 / len(queries),
+        "answered": found / len(queries), "slowest": (slowest or "none", statistics.median(by_filter[slowest])),
+    }  # fmt: skip
 
 
 def _server_cpu(data: Path | None) -> float:
@@ -96,13 +103,15 @@ def _server_cpu(data: Path | None) -> float:
 def index_sizes(engine) -> dict:
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            by_index = "name LIKE 'articles_fts_recent%'"
+            by_index = "CASE WHEN name LIKE 'articles_fts_recent%' THEN 1 WHEN name LIKE 'articles_fts_b%' THEN 2 ELSE 0 END"
             sizes = dict(connection.execute(text(f"SELECT {by_index}, SUM(pgsize) FROM dbstat WHERE name LIKE 'articles_fts%' GROUP BY 1")).all())
-            return {"words index": sizes.get(0, 0), "recent words index": sizes.get(1, 0)}
+            return {"words index": sizes.get(0, 0), "recent words index": sizes.get(1, 0), "word blocks": sizes.get(2, 0)}
         column = connection.execute(text("SELECT SUM(pg_column_size(search_vector)) FROM articles")).scalar()
         gin = connection.execute(text("SELECT pg_relation_size('ix_articles_search_vector')")).scalar()
         hnsw = connection.execute(text("SELECT pg_relation_size('ix_articles_embedding_vector')")).scalar()
-        return {"words index": column + gin, "GIN index": gin, "HNSW index": hnsw}
+        recent = connection.execute(text(f"SELECT pg_total_relation_size('{RECENT_WORDS_TABLE}')")).scalar()
+        blocks = connection.execute(text(f"SELECT SUM(pg_relation_size(oid)) FROM pg_class WHERE relname LIKE '{BLOCK_INDEX_PREFIX}%'")).scalar()
+        return {"words index": column + gin, "GIN index": gin, "HNSW index": hnsw, "recent words index": recent, "word blocks": blocks or 0}
 
 
 def recall(sessions, exact: VectorIndex, probes: np.ndarray, k: int = 20) -> dict:
@@ -272,9 +281,11 @@ def report(result: dict) -> None:
             figure, goal = row[mode], GOALS.get(mode)
             was = f"  [{before[mode][0]:.1f} / {before[mode][1]:.1f}]" if mode in before else ""
             met = f"  goal p95 <= {goal} ms: {'met' if figure['p95'] <= goal else 'missed'}" if goal else ""
-            print(f"    {mode:<8} {figure['p50']:>7.1f} / {figure['p95']:>7.1f}, CPU {figure['cpu']:>6.1f}{was}{met}")
+            slowest = f"  slowest filter: {figure['slowest'][0]}, median {figure['slowest'][1]:.1f}" if mode in GOALS else ""
+            print(f"    {mode:<8} {figure['p50']:>7.1f} / {figure['p95']:>7.1f}, CPU {figure['cpu']:>6.1f}{was}{met}{slowest}")
         sizes = f"words index {row['words index']:.0f} MB" + (f" (GIN {row['GIN index']:.0f} MB), HNSW {row['HNSW index']:.0f} MB" if "GIN index" in row else "")
         sizes += f", its last 120 days' {row['recent words index']:.0f} MB" if "recent words index" in row else ""
+        sizes += f", its blocks' {row['word blocks']:.0f} MB" if "word blocks" in row else ""
         built = f"; built now in {row['insert_s']:.0f} s" if row["insert_s"] else " (cached)"
         print(f"    {sizes}; held in memory {row['vector_mb']:.0f} MB (vectors and the stories' filters), loaded in {row['vectors_load_s']:.1f} s{built}")
         if "filters_mb" in row:
