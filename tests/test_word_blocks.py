@@ -108,7 +108,7 @@ def test_an_old_slice_is_ranked_in_the_blocks_it_spans_and_finds_what_the_whole_
         assert [part.blocks for part in parts[:2]] == [(1, 2), (1, 2)]  # 7 and 30 days before: story 3's block and the next, the slice's ceiling
         assert parts[-1].blocks == (0, 1, 2)  # to the archive's first article: three blocks
         assert slices(session, None, day(9))[-1].blocks == ()  # six: the whole archive's index
-        assert slices(session, day(9), None)[-1].recent  # the last 121 days: the recent index
+        assert slices(session, day(9), None)[-1].recent  # within the last 121 days: the recent index
     page = words(sessions, "Hikvision", until=day(3), per_page=2)
     assert [hit.story_id for hit in page.results] and {hit.story_id for hit in page.results} <= set(story_ids[:5])
     found = words(sessions, "Dahua", until=day(6), since=day(4), per_page=10)

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import Integer, Text, case, cast, column, func, literal_column, select, table, text, union, union_all
+from sqlalchemy import BigInteger, Integer, Text, case, cast, column, func, literal_column, select, table, text, union, union_all
 from sqlalchemy.orm import Session
 
 from monitor.store.filters import one_of, story_date
@@ -175,8 +175,10 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
 
 
 def _slice(floor: int | None, ceiling: int | None, complete: bool, first: int, top: int, recent_from: int | None, made: int | None) -> Slice:
-    """The slice with the index that ranks it: the recent one where it holds it, else the blocks it spans where they
-    are few (and not every block the archive spans: its whole index is then as small), else the whole archive's."""
+    """The slice with the indexes that rank it: the recent one where it holds the slice (on PostgreSQL its rows, which
+    carry their stories, beat the newest block's: 15.8 against 19.8 ms for "camera ban" in Hikvision's last week at
+    a million); else the blocks it spans where they are few (and not every block the archive spans: its whole index is
+    then as small); else the whole archive's."""
     if floor is not None and recent_from is not None and floor >= recent_from:
         return Slice(floor, ceiling, complete, recent=True)
     spanned = range((first if floor is None else floor) // BLOCK, (top if ceiling is None else ceiling - 1) // BLOCK + 1)
@@ -274,8 +276,8 @@ def _ranked(
             select(story_id, ids, func.ts_rank(words, query).label("rank"), story_date().label("at"))
             .select_from(source)
             .join(Story, Story.id == story_id)
-            .where(words.op("@@")(query), *_within(ids, part), *block, *filters)
-            for block in _in_blocks(ids, part)
+            .where(words.op("@@")(query), *bounded, *filters)
+            for bounded in _postgresql_ranges(ids, part)
         ]
         hits = (arms[0] if len(arms) == 1 else union_all(*arms)).subquery()
         place = func.row_number().over(partition_by=hits.c.story_id, order_by=(hits.c.rank.desc(), hits.c.id))
@@ -296,8 +298,8 @@ def word_matches(dialect: str, terms: Terms, part: Slice = Slice()):
         return select(story_map.c.story_id).select_from(hits).join(story_map, story_map.c.article_id == hits.c.id).distinct()
     source, words, ids, story_id = _postgresql_words(part)
     arms = [
-        select(story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *_within(ids, part), *block, story_id.is_not(None)).distinct()
-        for block in _in_blocks(ids, part)
+        select(story_id).select_from(source).where(words.op("@@")(tsquery(terms)), *bounded, story_id.is_not(None)).distinct()
+        for bounded in _postgresql_ranges(ids, part)
     ]
     return arms[0] if len(arms) == 1 else union(*arms)
 
@@ -311,7 +313,13 @@ def _sqlite_matches(terms: Terms, part: Slice, *, ranked: bool):
     return (arms[0] if len(arms) == 1 else union_all(*arms)).subquery()
 
 
-def _in_blocks(ids, part: Slice) -> list[list]:
-    """PostgreSQL: a list of conditions for each block ranking the slice, its bounds written as numbers, from which the
-    planner proves that the block's partial index serves it; one empty list where the slice has no blocks."""
-    return [[ids >= literal_column(str(low)), ids < literal_column(str(high))] for low, high in map(bounds, part.blocks)] or [[]]
+def _postgresql_ranges(ids, part: Slice) -> list[list]:
+    """The slice's id range as conditions on PostgreSQL, once per block ranking it, cut to the block and written as
+    numbers: the planner proves from them that the block's partial index serves the range, and ANDs it with the
+    primary key's range. They are bigint, unlike the index's own bounds: a condition equal to one of those counts as
+    the index's, which the planner then will not AND with a primary key's range that uses it too, and it read the
+    whole archive's GIN index instead (78 against 20 ms for "camera ban" in 14 days at a million)."""
+    if not part.blocks:
+        return [_within(ids, part)]
+    cut = [(max(low, part.floor or 0), high if part.ceiling is None else min(high, part.ceiling)) for low, high in map(bounds, part.blocks)]
+    return [[ids >= cast(literal_column(str(low)), BigInteger), ids < cast(literal_column(str(high)), BigInteger)] for low, high in cut]
