@@ -110,7 +110,7 @@ def index_sizes(engine) -> dict:
         gin = connection.execute(text("SELECT pg_relation_size('ix_articles_search_vector')")).scalar()
         hnsw = connection.execute(text("SELECT pg_relation_size('ix_articles_embedding_vector')")).scalar()
         recent = connection.execute(text(f"SELECT pg_total_relation_size('{RECENT_WORDS_TABLE}')")).scalar()
-        blocks = connection.execute(text(f"SELECT SUM(pg_relation_size(oid)) FROM pg_class WHERE relname LIKE '{BLOCK_INDEX_PREFIX}%'")).scalar()
+        blocks = connection.execute(text(f"SELECT SUM(pg_relation_size(oid))::bigint FROM pg_class WHERE relname LIKE '{BLOCK_INDEX_PREFIX}%'")).scalar()
         return {"words index": column + gin, "GIN index": gin, "HNSW index": hnsw, "recent words index": recent, "word blocks": blocks or 0}
 
 

@@ -49,7 +49,6 @@ RECENT = WINDOWS[2] + timedelta(days=1)  # what the recent word index keeps: the
 MAX_BLOCKS = 3  # blocks of ids a slice is ranked in, at most, rather than in the whole archive's index
 
 
-
 def _fts(name: str):
     return table(name, column("rowid", Integer), column("rank"))
 
