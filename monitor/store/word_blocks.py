@@ -52,22 +52,24 @@ def keep_blocks(session: Session) -> None:
     """Make the blocks up to the one after the newest article's, before articles are stored (on PostgreSQL a partial
     index takes a share lock on the articles: made before this transaction writes any, it waits for the writers
     in progress rather than deadlocking with one that waits for it). Once per block; a read of two maxima otherwise."""
-    made, wanted = made_and_wanted(session)
-    if made >= wanted:
-        return
-    lock_word_blocks(session)
-    made, wanted = made_and_wanted(session)  # another process may have made them meanwhile
-    for block in range(made + 1, wanted + 1):
-        make_block(session, block)
+    if _missing(session):
+        lock_word_blocks(session)
+        make_missing(session)  # another process may have made them meanwhile
 
 
-def made_and_wanted(session: Session | Connection) -> tuple[int, int]:
+def make_missing(session: Session | Connection) -> None:
+    """The blocks not made yet, up to the one after the newest article's."""
+    for block in _missing(session):
+        _make_block(session, block)
+
+
+def _missing(session: Session | Connection) -> range:
     asked = select(select(func.max(blocks_made.c.block)).scalar_subquery(), select(func.max(Article.id)).scalar_subquery())
     made, newest = session.execute(asked).one()
-    return (-1 if made is None else made), (newest or 0) // BLOCK + 1
+    return range(0 if made is None else made + 1, (newest or 0) // BLOCK + 2)  # through the block after the newest's
 
 
-def make_block(session: Session | Connection, block: int) -> None:
+def _make_block(session: Session | Connection, block: int) -> None:
     """The block's index, holding the articles stored in its ids already, and its row in the blocks table."""
     low, high = bounds(block)
     if _dialect(session) == "postgresql":
@@ -92,8 +94,9 @@ def _dialect(session: Session | Connection) -> str:
 
 def drop_blocks(connection: Connection) -> None:
     """Every block's index and trigger (the blocks table stays): what migration 0019's downgrade undoes."""
+    postgresql = _dialect(connection) == "postgresql"
     for block in connection.scalars(select(blocks_made.c.block)).all():
-        if _dialect(connection) == "postgresql":
+        if postgresql:
             connection.execute(text(f"DROP INDEX IF EXISTS {INDEX_PREFIX}{block}"))
             continue
         name = table_name(block)

@@ -13,7 +13,7 @@ Create Date: 2026-12-01 00:30:00
 
 from alembic import op
 
-from monitor.store.word_blocks import BLOCKS_TABLE, drop_blocks, make_block, made_and_wanted
+from monitor.store.word_blocks import BLOCKS_TABLE, drop_blocks, make_missing
 
 revision = '0019'
 down_revision = '0018'
@@ -22,11 +22,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    connection = op.get_bind()
     op.execute(f"CREATE TABLE {BLOCKS_TABLE} (block INTEGER PRIMARY KEY)")
-    _made, wanted = made_and_wanted(connection)
-    for block in range(wanted + 1):
-        make_block(connection, block)
+    make_missing(op.get_bind())
 
 
 def downgrade() -> None:
