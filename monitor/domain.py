@@ -59,6 +59,7 @@ class FeedEntry:
     summary: str
     published: datetime | None
     guid: str | None = None
+    author: str | None = None
 
 
 @dataclass(frozen=True)

@@ -109,9 +109,17 @@ def _parse_json_feed(content: bytes, url: str) -> ParsedFeed:
                 summary=summary.strip(),
                 published=published,
                 guid=str(item.get("id")) if item.get("id") is not None else None,
+                author=_json_feed_author(item),
             )
         )
     return ParsedFeed(title=doc.get("title"), entries=entries)
+
+
+def _json_feed_author(item: dict) -> str | None:
+    """JSON Feed 1.1's first author's name, or 1.0's single author's."""
+    authors = item.get("authors") if isinstance(item.get("authors"), list) else [item.get("author")]
+    names = [author.get("name") for author in authors if isinstance(author, dict)]
+    return next((name.strip() for name in names if isinstance(name, str) and name.strip()), None)
 
 
 def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFeed:
@@ -146,6 +154,7 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
                 summary=html_to_text(summary),
                 published=_when(entry),
                 guid=entry.get("id"),
+                author=(entry.get("author_detail") or {}).get("name") or entry.get("author") or None,
             )
         )
     problem = None

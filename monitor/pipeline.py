@@ -130,7 +130,7 @@ def read_article(
                 error = "disallowed by robots.txt"
             else:
                 with timings.measure("extract"):
-                    extracted = extract(response.content, url=response.url, thorough_date=entry.published is None)
+                    extracted = extract(response.content, url=response.url, feed=entry)
                 if extracted is None:
                     error = "no article text found in the page"
         except FetchError as exc:
@@ -147,10 +147,10 @@ def read_article(
         summary=entry.summary,
         published=entry.published or (extracted.published if extracted else None),
         language=(extracted.language if extracted else None) or language,
+        author=(extracted.author if extracted else None) or entry.author,
+        site_name=extracted.site_name if extracted else None,
         page_error=error,
     )
-    if extracted:
-        candidate.author, candidate.site_name = extracted.author, extracted.site_name
     if extracted and (len(extracted.text) >= MIN_TEXT_CHARS or len(extracted.text) >= len(entry.summary)):
         candidate.text, candidate.text_source = extracted.text, "page"
     elif entry.summary:

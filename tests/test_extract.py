@@ -5,7 +5,9 @@ from __future__ import annotations
 import gzip
 import html as htmllib
 import json
+from datetime import date, datetime, timezone
 
+from monitor.domain import FeedEntry
 from monitor.evaluate import extraction_f1
 from monitor.extract import MIN_TEXT_CHARS, extract
 
@@ -56,18 +58,41 @@ def test_hostile_input_gives_none_not_an_exception():
     assert navigation_only is None or len(navigation_only.text) < MIN_TEXT_CHARS
 
 
+PAGE_WITH_META = (
+    "<html lang='de-AT'><head><title>Titel</title><meta name='author' content='Erika Muster'>"
+    "<meta property='og:site_name' content='Beispiel Zeitung'>"
+    "<meta property='article:published_time' content='2026-11-20T08:00:00+01:00'></head>"
+    "<body><article><h1>Titel</h1>" + "<p>Die Regierung hat heute neue Regeln beschlossen, sagte ein Sprecher.</p>" * 8
+    + "</article></body></html>"
+)
+PAGE_WITH_A_BYLINE_ONLY = (
+    "<html><head><title>Council bans cameras</title></head><body><article><h1>Council bans cameras</h1>"
+    "<p class='byline'>By <span class='author'>Jane Reporter</span></p>"
+    + "<p>The council voted on Tuesday to remove the cameras from its buildings, a spokesman said.</p>" * 8
+    + "<p>Published on <time>12 March 2026</time>.</p></article></body></html>"
+)
+
+
 def test_metadata_is_found():
-    html = (
-        "<html lang='de'><head><title>Titel</title><meta name='author' content='Erika Muster'>"
-        "<meta property='og:site_name' content='Beispiel Zeitung'>"
-        "<meta property='article:published_time' content='2026-11-20T08:00:00+01:00'></head>"
-        "<body><article><h1>Titel</h1>" + "<p>Die Regierung hat heute neue Regeln beschlossen, sagte ein Sprecher.</p>" * 8
-        + "</article></body></html>"
-    )
-    extracted = extract(html, url="https://example.de/a")
+    extracted = extract(PAGE_WITH_META, url="https://example.de/a")
     assert extracted.author == "Erika Muster"
     assert extracted.site_name == "Beispiel Zeitung"
-    assert extracted.published is not None and extracted.published.year == 2026
+    assert extracted.published == datetime(2026, 11, 20, tzinfo=timezone.utc)  # htmldate gives the day
+    assert extracted.language == "de"
+    assert extracted.title == "Titel"
     assert "Regierung" in extracted.text
-    # the markup's date is read without the search of the free text that a feed's own date makes needless
-    assert extract(html, url="https://example.de/a", thorough_date=False).published == extracted.published
+
+
+def test_what_the_feed_gives_is_not_searched_for_in_the_page():
+    alone = extract(PAGE_WITH_A_BYLINE_ONLY, url="https://example.org/a")
+    assert alone.author == "Jane Reporter"  # the byline, searched for in the markup
+    assert alone.published is not None and alone.published.date() == date(2026, 3, 12)  # in the free text
+    assert alone.site_name == "example.org"  # no site name in the page: its address's
+    entry = FeedEntry(url="https://example.org/a", title="Council bans cameras", summary="", published=datetime(2026, 3, 12, tzinfo=timezone.utc), author="J. Reporter")
+    with_feed = extract(PAGE_WITH_A_BYLINE_ONLY, url="https://example.org/a", feed=entry)
+    assert with_feed.text == alone.text
+    assert with_feed.author is None and with_feed.published is None
+    # the page's own tags are read all the same (they cost next to nothing): its author as the page spells it; its
+    # title is in no tag, and the feed gives one
+    tagged = extract(PAGE_WITH_META, url="https://example.de/a", feed=entry)
+    assert (tagged.author, tagged.title, tagged.site_name) == ("Erika Muster", None, "Beispiel Zeitung")

@@ -258,3 +258,25 @@ def test_malformed_json_feed_items_do_not_crash(content):
 def test_json_feed_without_items_is_not_a_feed():
     with pytest.raises(NotAFeed, match="JSON Feed without items"):
         parse_feed(b'{"version": "https://jsonfeed.org/version/1.1", "title": "j", "items": []}', url=FEED_URL)
+
+
+AUTHORS_RSS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0" xmlns:dc="http://purl.org/dc/elements/1.1/"><channel><title>Bylines</title>
+<item><title>Creator</title><link>https://example.org/1</link><dc:creator>Jane Reporter</dc:creator></item>
+<item><title>Mailbox</title><link>https://example.org/2</link><author>desk@example.org (Sam Writer)</author></item>
+<item><title>Nobody</title><link>https://example.org/3</link></item>
+</channel></rss>"""
+
+
+def test_entry_authors_are_read_from_rss_atom_and_json_feed():
+    assert [e.author for e in parse_feed(AUTHORS_RSS, url=FEED_URL).entries] == ["Jane Reporter", "Sam Writer", None]
+    atom = b"""<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>A</title>
+    <entry><title>T</title><link href="https://example.org/1"/><id>urn:x:1</id><author><name>Ann Atom</name></author></entry></feed>"""
+    assert parse_feed(atom, url=FEED_URL).entries[0].author == "Ann Atom"
+    items = [
+        {"id": "1", "url": "https://example.org/1", "authors": [{"url": "https://example.org/me"}, {"name": " Jo Json "}]},
+        {"id": "2", "url": "https://example.org/2", "author": {"name": "Old Style"}},
+        {"id": "3", "url": "https://example.org/3", "authors": "not a list"},
+    ]
+    document = json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": items}).encode()
+    assert [e.author for e in parse_feed(document, url=FEED_URL).entries] == ["Jo Json", "Old Style", None]
