@@ -154,7 +154,7 @@ def parse_feed(content: bytes, *, url: str, content_type: str = "") -> ParsedFee
                 summary=html_to_text(summary),
                 published=_when(entry),
                 guid=entry.get("id"),
-                author=(entry.get("author_detail") or {}).get("name") or entry.get("author") or None,
+                author=(entry.get("author_detail") or {}).get("name") or None,  # a name: never a bare e-mail address
             )
         )
     problem = None
