@@ -94,10 +94,10 @@ def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: l
         passing = statement.with_only_columns(Article.id).limit(EXACT_UP_TO + 1).subquery()
         exact = session.scalar(select(func.count()).select_from(passing)) <= EXACT_UP_TO
     if not exact:
-        session.execute(select(func.set_config("hnsw.ef_search", str(EF_SEARCH), True)))  # for this transaction
+        settings = {"hnsw.ef_search": str(EF_SEARCH)}
         if filters and iterative_scans(session):
-            session.execute(select(func.set_config("hnsw.iterative_scan", ITERATIVE_ORDER, True)))
-            session.execute(select(func.set_config("hnsw.max_scan_tuples", str(MAX_SCAN_TUPLES), True)))
+            settings |= {"hnsw.iterative_scan": ITERATIVE_ORDER, "hnsw.max_scan_tuples": str(MAX_SCAN_TUPLES)}
+        session.execute(select(*(func.set_config(name, value, True) for name, value in settings.items())))  # for this transaction, in one round trip
     # the index serves only ORDER BY the distance alone; `+ 0` keeps the planner off it, for an exact scan
     order = (distance + literal_column("0"), Article.id) if exact else (distance,)
     rows = session.execute(statement.order_by(*order).limit(k)).all()
