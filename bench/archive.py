@@ -191,7 +191,6 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
             filters.refresh(session, [])  # the stories; the articles' outlets come in the vectors' own pass
         filters_loaded = time.perf_counter() - started
     queries = _queries(random.Random(articles))
-    measure(client, queries[:5], "hybrid")  # warm the caches and the model
     with sessions() as session:
         in_database = vectors.in_database(session)
     row = {"store": engine.dialect.name, "articles": articles, "insert_s": built, "vectors_load_s": loaded, "vector_mb": vectors.nbytes / 1e6}
@@ -199,13 +198,15 @@ def run_store(url: str, built: float, embedder, probes: np.ndarray | None = None
     row |= {"filters_load_s": filters_loaded, "filters_mb": filters.nbytes / 1e6} if vectors.holds else {}
     server = Path(make_url(url).query["host"]) / "data" if engine.dialect.name == "postgresql" else None
     listings = [{name: value for name, value in params.items() if name != "q"} for params in queries]
-    for mode in modes:
-        if mode == "facets":  # what the search page asks: hybrid with facet counts
-            row[mode] = measure(client, queries, "hybrid", server, facets="true")
-        elif mode == "listing":  # the search page without a query: newest first, counted
-            row[mode] = measure(client, listings, "hybrid", server, facets="true")
-        else:
-            row[mode] = measure(client, queries, mode, server)
+    with client:  # one event loop for every request, as a server has (not one started for each)
+        measure(client, queries[:5], "hybrid")  # warm the caches and the model
+        for mode in modes:
+            if mode == "facets":  # what the search page asks: hybrid with facet counts
+                row[mode] = measure(client, queries, "hybrid", server, facets="true")
+            elif mode == "listing":  # the search page without a query: newest first, counted
+                row[mode] = measure(client, listings, "hybrid", server, facets="true")
+            else:
+                row[mode] = measure(client, queries, mode, server)
     row |= {name: value / 1e6 for name, value in index_sizes(engine).items()}
     if len(vectors) and probes is not None:
         row["memory_recall"] = memory_recall(vectors, probes)
