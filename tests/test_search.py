@@ -16,7 +16,7 @@ from monitor.domain import Candidate, TopicVerdict
 from monitor.embed import to_bytes
 from monitor.store import repository as repo
 from monitor.store.db import alembic_config, make_engine, session_factory
-from monitor.store.hits import RUN_GAP, page_hits
+from monitor.store.hits import HEADLINE_CHARS, RUN_GAP, SNIPPET_WORDS, page_hits
 from monitor.store.models import Article
 from monitor.store.search import (
     SearchError,
@@ -466,3 +466,15 @@ def test_words_follow_articles_moved_between_stories_and_stories_deleted(session
         with sessions() as session:
             stored = session.execute(text("SELECT id, story_id FROM articles WHERE story_id IS NOT NULL ORDER BY id")).all()
             assert session.execute(text("SELECT article_id, story_id FROM article_stories ORDER BY article_id")).all() == stored
+
+
+def test_snippets_mark_words_that_first_appear_deep_in_a_long_text(sessions, embedder):
+    """PostgreSQL highlights each text's first HEADLINE_CHARS, and the whole text only where its passage lies past them."""
+    filler = " ".join(f"Paragraph {n} of the council's report covered budgets, roads and libraries." for n in range(60))
+    near_cut = filler[: HEADLINE_CHARS - 40] + " The harbour authority removed its cameras. " + filler
+    store(sessions, embedder, "https://x.example/deep", "Council report", filler + " The harbour authority removed its cameras. " + filler)
+    store(sessions, embedder, "https://x.example/near-cut", "Budget report", near_cut.replace("harbour", "quayside"))
+    for word in ("harbour", "quayside"):
+        snippet = words(sessions, word).results[0].snippet
+        assert f"<mark>{word}</mark> authority removed its cameras. Paragraph" in snippet, snippet
+        assert snippet.endswith("…") and len(snippet.split()) >= SNIPPET_WORDS, snippet

@@ -42,6 +42,10 @@ class Terms:
         """The same query in websearch_to_tsquery's syntax."""
         return " ".join([*(f'"{" ".join(p)}"' for p in self.include), *(f'-"{" ".join(p)}"' for p in self.exclude)])
 
+    def any_word(self) -> str:
+        """websearch_to_tsquery's text for a text holding any of the words to find."""
+        return " or ".join(f'"{word}"' for phrase in self.include for word in phrase)
+
 
 def parse_terms(text: str) -> Terms:
     """"Quoted phrases" stay phrases, -word excludes; other words must all appear, stop words aside."""
