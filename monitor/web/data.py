@@ -5,10 +5,12 @@ from __future__ import annotations
 import html
 import logging
 import re
+from functools import lru_cache
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+import numpy as np
 from fastapi import HTTPException
 from fastapi.encoders import jsonable_encoder
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +30,7 @@ EXPORT_CAP = 10_000
 EXPORT_PAGE = 100
 HIT_FIELDS = ("story_id", "title", "url", "published", "score", "vendors", "countries", "actions", "sources", "snippet")
 TAG = re.compile(r"<[^>]+>")
+QUERY_VECTORS = 256  # the most recent queries whose vectors are kept
 
 
 @dataclass
@@ -40,6 +43,16 @@ class Archive:
     settings: Settings
     vectors: engine.VectorIndex
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))  # when a reader's label is given
+
+    def __post_init__(self) -> None:
+        self.query_vector = lru_cache(maxsize=QUERY_VECTORS)(self._embedded)
+
+    def _embedded(self, text: str) -> np.ndarray:
+        """A query's vector, kept (read-only) for the next time it is asked: a search page asks it for its results and
+        again for its chart, and each refinement of a search (a filter ticked, the next page) asks it again."""
+        vector = self.embedder.embed([text])[0]
+        vector.setflags(write=False)
+        return vector
 
 
 def hit_dict(hit: engine.SearchHit) -> dict:
@@ -67,7 +80,7 @@ def _vector(archive: Archive, session: Session, query: engine.SearchQuery):
     if not query.q.strip() or query.mode == "words":
         return None
     archive.vectors.refresh(session)
-    return archive.embedder.embed([query.q])[0]
+    return archive.query_vector(query.q)
 
 
 def _run(archive: Archive, session: Session, query: engine.SearchQuery, *, facets: bool = False) -> engine.SearchPage:
