@@ -101,7 +101,7 @@ def _snippets(session: Session, dialect: str, terms: Terms | None, article_ids: 
     """Safe HTML snippets: the matched passage with <mark>s where the words matched, else the article's lead."""
     raw: dict[int, str] = {}
     if terms is not None and article_ids:
-        # the whole text highlighted, so that the passage can start after the section name and headline that open it
+        # the text highlighted from its start, so that the passage can start after the section name and headline that open it
         if dialect == "sqlite":
             highlighted = func.highlight(literal_column(FTS_TABLE), 1, MARK_START, MARK_END)  # column 1: the text
             statement = select(fts.c.rowid, highlighted, Article.title).join(Article, Article.id == fts.c.rowid).where(fts_match(terms.fts5()))

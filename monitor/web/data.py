@@ -5,10 +5,10 @@ from __future__ import annotations
 import html
 import logging
 import re
-from functools import lru_cache
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import numpy as np
 from fastapi import HTTPException
