@@ -429,22 +429,16 @@ class CountingEmbedder:
         return self.embedder.embed(texts)
 
 
-def test_a_query_is_embedded_once_for_its_page_its_chart_and_its_refinements(stored, embedder, config):
+def test_a_query_is_embedded_once_for_its_page_its_chart_and_its_refinements(stored, embedder, config, client):
     sessions, settings = stored
     counting = CountingEmbedder(embedder)
-    with TestClient(create_app(sessions=sessions, embedder=counting, config=config, settings=settings)) as client:
-        first = client.get("/", params={"q": "camera bans on councils"})
+    with TestClient(create_app(sessions=sessions, embedder=counting, config=config, settings=settings)) as counted:
+        first = counted.get("/", params={"q": "camera bans on councils"})
         assert first.status_code == 200 and "Coverage" in first.text  # the results and the chart, one page
-        refined = search(client, q="camera bans on councils", vendor="Hikvision")
-        again = search(client, q="camera bans on councils", vendor="Hikvision")
-        search(client, q="drones grounded")
+        refined = search(counted, q="camera bans on councils", vendor="Hikvision")
+        again = search(counted, q="camera bans on councils", vendor="Hikvision")
+        search(counted, q="drones grounded")
     assert counting.asked == ["camera bans on councils", "drones grounded"]
     assert refined == again and refined["results"]
-    assert [r["similarity"] for r in refined["results"]] == [r["similarity"] for r in search_with(embedder, stored, config, "camera bans on councils")]
-
-
-def search_with(embedder, stored, config, q: str) -> list[dict]:
-    """The same search in an archive of its own, which embeds the query afresh."""
-    sessions, settings = stored
-    with TestClient(create_app(sessions=sessions, embedder=embedder, config=config, settings=settings)) as client:
-        return search(client, q=q, vendor="Hikvision")["results"]
+    fresh = search(client, q="camera bans on councils", vendor="Hikvision")  # another archive's app, its own vector
+    assert [r["similarity"] for r in refined["results"]] == [r["similarity"] for r in fresh["results"]]
