@@ -27,6 +27,13 @@ MIN_TEXT_CHARS = 200
 # Extraction holds the GIL for most of its time anyway: serialised, a pass over real pages was no slower.
 _ONE_AT_A_TIME = threading.Lock()
 _LANGUAGE = re.compile(r"[A-Za-z]{2,3}(?=$|[-_])")
+# Elements trafilatura's own cleaning deletes whole (its MANUALLY_CLEANED), but only after its pruning expressions have
+# tested every element of the raw page and it has copied the page three times: dropped first, once the metadata is
+# read, the same text costs a sixth fewer instructions (cachegrind, 56 real pages). JSON-LD stays: trafilatura reads
+# it to tell a forum thread. Its measure of the page's text for a retry no longer counts menus and footers, which
+# kept a little more of the articles (F1 on the scrapinghub pages 0.9577 against 0.9575; 265 snippets of 291 kept
+# against 262).
+_FURNITURE = ("aside", "footer", "iframe", "nav", "noscript", "script", "style", "svg")
 
 
 def _date(value: str | None) -> datetime | None:
@@ -52,6 +59,7 @@ def extract(page: bytes | str, *, url: str | None = None, feed: FeedEntry | None
             if tree is None:
                 return None
             found = _metadata(tree, url, feed)
+            _drop_furniture(tree)
             doc = trafilatura.bare_extraction(
                 tree,
                 url=url,
@@ -95,6 +103,13 @@ def _metadata(tree: HtmlElement, url: str | None, feed: FeedEntry | None) -> dic
         "language": language[0].lower() if language else None,
         "site_name": _clean(site_name),
     }
+
+
+def _drop_furniture(tree: HtmlElement) -> None:
+    for element in list(tree.iter(*_FURNITURE)):
+        kept = element.tag == "script" and "ld+json" in (element.get("type") or "")
+        if not kept and element.getparent() is not None:
+            element.drop_tree()  # its tail, text between elements, stays
 
 
 def _clean(value: str | None) -> str | None:

@@ -96,3 +96,21 @@ def test_what_the_feed_gives_is_not_searched_for_in_the_page():
     # title is in no tag, and the feed gives one
     tagged = extract(PAGE_WITH_META, url="https://example.de/a", feed=entry)
     assert (tagged.author, tagged.title, tagged.site_name) == ("Erika Muster", None, "Beispiel Zeitung")
+
+
+PAGE_WITH_FURNITURE = (
+    "<html><head><title>Cameras removed</title><style>p {color: red}</style>"
+    "<script type='application/ld+json'>{\"@context\": \"https://schema.org\", \"@type\": \"NewsArticle\", \"author\": {\"name\": \"Ana Writer\"}}</script></head>"
+    "<body><nav><a href='/'>Home</a> <a href='/world'>World</a></nav><article><h1>Cameras removed</h1>"
+    + "<p>The ministry removed the cameras from its offices <svg><text>icon</text></svg>after a review, officials said.</p>" * 6
+    + "<p>Contractors <script>track()</script>will replace them by spring.</p></article>"
+    "<aside>Most read: a different story entirely</aside><footer>Copyright Example News</footer></body></html>"
+)
+
+
+def test_page_furniture_is_dropped_but_text_around_it_and_its_json_ld_are_kept():
+    extracted = extract(PAGE_WITH_FURNITURE, url="https://example.org/b")
+    assert "officials said" in extracted.text and "after a review" in extracted.text
+    assert "will replace them by spring" in extracted.text  # the text after a script inside a paragraph
+    assert not [furniture for furniture in ("icon", "track()", "Most read", "Copyright", "Home") if furniture in extracted.text]
+    assert extracted.author == "Ana Writer"  # read from the JSON-LD before the scripts went
