@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Text, case, cast, func, literal_column, select
+from sqlalchemy import Text, and_, case, cast, func, literal_column, select
 from sqlalchemy.orm import Session
 
 from monitor.labels import lead, story_start
@@ -135,9 +135,12 @@ def _postgresql_passages(session: Session, terms: Terms, article_ids: list[int])
     in_text = func.ts_filter(tsvector, literal_column("'{b}'")).op("@@")(func.websearch_to_tsquery(REGCONFIG, cast(terms.any_word(), Text)))
 
     def highlighted(ids: list[int], chars: int | None) -> list:
+        # the words tested on each row read, in the CASE: in WHERE, the planner proves the page's ids lie within a block of
+        # the word index and ANDs that block's GIN index with them, reading every match of the words (6 of 10 ms)
         text = Article.text if chars is None else func.left(Article.text, chars)
-        statement = select(Article.id, case((in_text, func.ts_headline(REGCONFIG, text, query, HIGHLIGHT_ALL))), Article.title, func.length(Article.text))
-        return session.execute(statement.where(Article.id.in_(ids), tsvector.op("@@")(query), func.coalesce(Article.text, "") != "")).all()
+        holds = and_(tsvector.op("@@")(query), in_text)
+        statement = select(Article.id, case((holds, func.ts_headline(REGCONFIG, text, query, HIGHLIGHT_ALL))), Article.title, func.length(Article.text))
+        return session.execute(statement.where(Article.id.in_(ids), func.coalesce(Article.text, "") != "")).all()
 
     first = highlighted(article_ids, HEADLINE_CHARS)
     passages = _passages(first)
