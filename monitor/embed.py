@@ -152,7 +152,7 @@ class SentenceTransformerEmbedder:
         order = sorted(range(len(texts)), key=lambda n: -len(texts[n]))
         size = min(self.batch_size, -(-len(texts) // self._parts))  # a part for every worker, when there are enough texts
         parts = [order[start : start + size] for start in range(0, len(order), size)]
-        if len(parts) == 1:  # a query: no thread to hand it to
+        if len(parts) == 1:  # a query, or a few texts: run here, with no thread to hand them to
             return self._forward(model, texts)
         vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
         for part, found in zip(parts, self._workers.map(lambda part: self._forward(model, [texts[n] for n in part]), parts)):
