@@ -86,7 +86,6 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     vector = query_vector if text and query.mode != "words" else None
     if text and query.mode != "words" and vector is None:
         notices.append("no meaning search: the query has no vector")
-    filters = story_filters(query, dialect)
     offset, limit = (query.page - 1) * query.per_page, query.per_page
     newest = query.sort == "newest" or not text
     matched: dict[int, str] = {}
@@ -100,6 +99,7 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
     if not text:
         listed = _listed_in_memory(session, query, vectors, offset, limit) if held and offset + limit <= LISTED_IN_MEMORY else None
         if listed is None:
+            filters = story_filters(query, dialect)
             total = session.scalar(select(func.count()).select_from(Story).where(*filters))
             newest_first = select(Story.id).where(*filters).order_by(story_date().desc(), Story.id.desc())
             listed = total, list(session.scalars(newest_first.limit(limit).offset(offset)))
@@ -112,10 +112,11 @@ def search(session: Session, query: SearchQuery, *, vectors: VectorIndex, query_
         )
         exact = part.complete
         matched = dict.fromkeys((row[0] for row in rows), "words")
-        matching = Story.id.in_(word_matches(dialect, terms, part))  # facets count what the total counts
-        if facets and held:
+        if facets and held:  # facets count what the total counts
             with planned_for_words(session):
                 matched_ids = list(session.scalars(word_matches(dialect, terms, part)))
+        elif facets:
+            matching = Story.id.in_(word_matches(dialect, terms, part))
     else:
         words, meaning = _candidates(session, query, terms, vector, vectors)
         ranked = _fused(words, meaning) if words and meaning else words or meaning
