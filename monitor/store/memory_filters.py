@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import numpy as np
-from sqlalchemy import BigInteger, cast, func, select, true
+from sqlalchemy import BigInteger, bindparam, cast, func, select, true
 from sqlalchemy.orm import Session
 
 from monitor.store.filters import TAG_COLUMNS, SearchQuery, chosen_values, date_span, json_elements, one_of, story_date
@@ -24,6 +24,9 @@ from monitor.store.models import Story, StoryTopic
 from monitor.store.terms import clean
 
 CLOCK_MARGIN = timedelta(minutes=10)  # stories updated this long before the newest update seen are read again
+# what a refresh asks at every search that holds its filters, built once (building cost more than running)
+_STORED_AFTER = select(Story.id).where(Story.id > bindparam("after"))
+_UPDATED_SINCE = select(Story.id, Story.last_updated_at).where(Story.last_updated_at >= bindparam("since", type_=Story.__table__.c.last_updated_at.type))
 
 
 def epoch_seconds(column, dialect: str):
@@ -79,8 +82,8 @@ class StoryFilters:
         """The stories stored or updated since the last call: updated ones a margin earlier, for writers' clocks, less
         those whose update was read already (reading them again at every search cost 5 ms at a million). An update
         is known by its moment, to the microsecond: each storing transaction reads the clock once."""
-        changed = set(session.scalars(select(Story.id).where(Story.id > self._last_story)))
-        updated = session.execute(select(Story.id, Story.last_updated_at).where(Story.last_updated_at >= self._updated_mark - CLOCK_MARGIN))
+        changed = set(session.scalars(_STORED_AFTER, {"after": self._last_story}))
+        updated = session.execute(_UPDATED_SINCE, {"since": self._updated_mark - CLOCK_MARGIN})
         return changed | {story_id for story_id, at in updated if self._read_at.get(story_id) != at}
 
     def _read_stories(self, session: Session, dialect: str, ids: list[int] | None) -> _Held:

@@ -9,7 +9,7 @@ from typing import Literal
 
 import numpy as np
 from pgvector.sqlalchemy import Vector
-from sqlalchemy import Engine, cast, func, literal_column, select, text
+from sqlalchemy import Engine, bindparam, cast, func, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from monitor.store.memory_filters import StoryFilters
@@ -104,6 +104,20 @@ def nearest_in_database(session: Session, vector: np.ndarray, k: int, filters: l
     return sorted(((article_id, float(cosine)) for article_id, cosine in rows), key=lambda row: (-row[1], row[0]))
 
 
+def _stored_since(*, vectors: bool):
+    """Each article stored after an id, with its story, outlet names and (where held in memory) its vector."""
+    embedding = (Article.embedding,) if vectors else ()
+    return (
+        select(Article.id, Article.story_id, Article.site_name, Feed.name, *embedding)
+        .outerjoin(Feed, Feed.id == Article.feed_id)
+        .where(Article.id > bindparam("after"))
+        .order_by(Article.id)
+    )
+
+
+_STORED_SINCE = {vectors: _stored_since(vectors=vectors) for vectors in (False, True)}  # built once: a search may refresh
+
+
 class VectorIndex:
     """NumPy search over article embeddings held in memory; refreshed incrementally from the store.
 
@@ -165,13 +179,7 @@ class VectorIndex:
             if full:
                 self._clear()
                 self._loaded_at = time.monotonic()
-            embedding = () if database else (Article.embedding,)
-            rows = session.execute(
-                select(Article.id, Article.story_id, Article.site_name, Feed.name, *embedding)
-                .outerjoin(Feed, Feed.id == Article.feed_id)
-                .where(Article.id > self._last_id)
-                .order_by(Article.id)
-            ).all()
+            rows = session.execute(_STORED_SINCE[not database], {"after": self._last_id}).all()
             if rows:
                 self._last_id = rows[-1][0]
             if rows and not database:

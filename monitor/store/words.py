@@ -22,10 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 
-from sqlalchemy import BigInteger, Integer, Text, case, cast, column, func, literal_column, select, table, text, union, union_all
+from sqlalchemy import BigInteger, Integer, Text, bindparam, case, cast, column, func, literal_column, select, table, text, union, union_all
 from sqlalchemy.orm import Session
 
 from monitor.store.filters import one_of, story_date
@@ -124,6 +125,15 @@ def ranked_words(
             n = next((m for m in range(n + 1, len(parts)) if parts[m].complete or WINDOWS[m] >= span), len(parts) - 1)
 
 
+# One statement each way (four before, a millisecond of a search in SQLAlchemy and round trips): the settings read
+# first (OFFSET 0 keeps that subquery apart, evaluated before the outer list sets them), restored for this transaction.
+_SCANS_OFF = text(
+    "SELECT before.*, set_config('enable_indexscan', 'off', true), set_config('enable_seqscan', 'off', true) FROM "
+    "(SELECT current_setting('enable_indexscan') AS indexscan, current_setting('enable_seqscan') AS seqscan OFFSET 0) AS before"
+)
+_SCANS_BACK = text("SELECT set_config('enable_indexscan', :indexscan, true), set_config('enable_seqscan', :seqscan, true)")
+
+
 @contextmanager
 def planned_for_words(session: Session) -> Iterator[None]:
     """Statements that read a slice's word matches, planned to read only the matches on PostgreSQL.
@@ -137,13 +147,11 @@ def planned_for_words(session: Session) -> Iterator[None]:
     if session.get_bind().dialect.name != "postgresql":
         yield
         return
-    session.execute(text("SET LOCAL enable_indexscan = off"))
-    session.execute(text("SET LOCAL enable_seqscan = off"))
+    before = session.execute(_SCANS_OFF).one()
     try:
         yield
     finally:
-        session.execute(text("RESET enable_indexscan"))
-        session.execute(text("RESET enable_seqscan"))
+        session.execute(_SCANS_BACK, {"indexscan": before.indexscan, "seqscan": before.seqscan})
 
 
 def slices(session: Session, since: date | None, until: date | None) -> list[Slice]:
@@ -151,18 +159,16 @@ def slices(session: Session, since: date | None, until: date | None) -> list[Sli
 
     The windows end at the newest article stored (or at until); a week before since and a week after until bound every slice.
     """
-    values = [func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id), recent_floor.c.id, func.max(blocks_made.c.block)]
-    newest, first, top, recent_from, made = session.execute(select(*(select(value).scalar_subquery() for value in values))).one()
+    newest, first, top, recent_from, made = session.execute(_ARCHIVE_ENDS).one()
     if newest is None:
         return [Slice()]
     end, stop = newest, None  # the windows end at the newest article or at until; the slices stop a week after until
     if until:
         end = min(newest, _day_start(until + timedelta(days=1)))
         stop = end + MARGIN if end + MARGIN < newest else None
-    moments = [end - window for window in WINDOWS] + [_day_start(since) - MARGIN if since else None]
-    ids = [_first_fetched(at) if at else None for at in moments]
-    ceiling = select(Article.id).where(Article.fetched_at > stop).order_by(Article.fetched_at).limit(1).scalar_subquery() if stop else literal_column("NULL")
-    *starts, floor, ceiling = session.execute(select(*(i if i is not None else literal_column("NULL") for i in ids), ceiling)).one()
+    moments = {f"window_{n}": end - window for n, window in enumerate(WINDOWS)}
+    moments |= ({"since": _day_start(since) - MARGIN} if since else {}) | ({"stop": stop} if stop else {})
+    *starts, floor, ceiling = session.execute(_first_ids(since is not None, stop is not None), moments).one()
     if since:  # nothing fetched since: a floor above every id
         floor = top + 1 if floor is None else floor
     found = []
@@ -214,9 +220,32 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=timezone.utc)
 
 
-def _first_fetched(at: datetime):
+def _first_fetched(at):
     """The id of the first article fetched at or after a moment (ids grow with fetches, so a slice's floor)."""
     return select(Article.id).where(Article.fetched_at >= at).order_by(Article.fetched_at).limit(1).scalar_subquery()
+
+
+def _moment(name: str):
+    return bindparam(name, type_=Article.__table__.c.fetched_at.type)
+
+
+# slices' statements, built once (a search's two of them cost 2 ms to build on this 2-core VM, more than to run): the
+# archive's newest fetch, first and last ids, recent words' floor and newest block, then the first id fetched at each
+# window's start and since (NULL without), and the first past stop (NULL without)
+_ARCHIVE_ENDS = select(
+    *(
+        select(value).scalar_subquery()
+        for value in (func.max(Article.fetched_at), func.min(Article.id), func.max(Article.id), recent_floor.c.id, func.max(blocks_made.c.block))
+    )
+)
+
+
+@cache
+def _first_ids(since: bool, stop: bool):
+    floors = [_first_fetched(_moment(f"window_{n}")) for n in range(len(WINDOWS))]
+    floors.append(_first_fetched(_moment("since")) if since else literal_column("NULL"))
+    ceiling = select(Article.id).where(Article.fetched_at > _moment("stop")).order_by(Article.fetched_at).limit(1).scalar_subquery()
+    return select(*floors, ceiling if stop else literal_column("NULL"))
 
 
 def _postgresql_words(part: Slice) -> tuple:
