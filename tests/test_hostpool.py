@@ -6,6 +6,7 @@ import threading
 import time
 from contextlib import ExitStack
 
+import httpx
 import pytest
 
 from monitor.demo.server import LocalSite, Reply, Request
@@ -16,20 +17,23 @@ DELAY = 0.3
 PAGES = 4
 
 
+def story(request: Request) -> Reply:
+    return Reply(200, b"<html><body>story</body></html>", {"Content-Type": "text/html"})
+
+
 class Log:
-    """When each outlet received each request, on one clock."""
+    """When the client started each page request, per outlet, on one clock: the politeness delay spaces the starts of
+    requests, so they are read where they start (an httpx request hook), not where the server got them, which adds
+    however long a loaded machine takes to deliver them."""
 
     def __init__(self):
         self.hits: list[tuple[str, float]] = []
         self.lock = threading.Lock()
 
-    def route(self, host: str):
-        def answer(request: Request) -> Reply:
+    def record(self, request: httpx.Request) -> None:
+        if request.url.path.endswith(".html"):
             with self.lock:
-                self.hits.append((host, time.monotonic()))
-            return Reply(200, b"<html><body>story</body></html>", {"Content-Type": "text/html"})
-
-        return answer
+                self.hits.append((f"{request.url.scheme}://{request.url.netloc.decode()}", time.monotonic()))
 
     def times(self, host: str) -> list[float]:
         return [when for name, when in self.hits if name == host]
@@ -42,13 +46,13 @@ def outlets():
     with ExitStack() as stack:
         sites = [stack.enter_context(LocalSite(host=f"127.0.0.{n}")) for n in (2, 3)]
         for site in sites:
-            site.routes.update({f"/{page}.html": log.route(site.base_url) for page in range(PAGES)})
+            site.routes.update({f"/{page}.html": story for page in range(PAGES)})
         yield log, sites
 
 
 @pytest.fixture
-def polite(settings):
-    """A fetcher with a real politeness delay whose every sleep is counted."""
+def polite(settings, outlets):
+    """A fetcher with a real politeness delay whose every sleep is counted and every page request logged."""
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -56,6 +60,7 @@ def polite(settings):
         time.sleep(seconds)
 
     with build_client(settings) as client:
+        client.event_hooks["request"].append(outlets[0].record)
         yield Fetcher(client, host_concurrency=2, host_delay=DELAY, sleep=sleep), slept
 
 
